@@ -1,0 +1,1 @@
+"""pgtally harness: SQL sources -> install/build, embedded servers, CLI."""

@@ -1,0 +1,1 @@
+"""One module per `pgtally` subcommand; each has HELP, configure(parser), run(args) -> int."""

@@ -1,0 +1,28 @@
+"""pgtally uninstall: drop rollups (stats tables, triggers), cron jobs and schema tally."""
+
+from __future__ import annotations
+
+import argparse
+
+from harness import install
+from harness.commands.common import EXIT_OK, add_dsn, add_json, console, open_connection, print_json
+
+HELP = "remove pgtally (its rollups, their stats tables and triggers, cron jobs, schema tally)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_dsn(parser)
+    add_json(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_connection(args) as conn:
+        removed = install.uninstall(conn)
+    if args.json:
+        print_json({"removed": removed})
+    elif removed:
+        for item in removed:
+            console.print(f"removed {item}", highlight=False)
+    else:
+        console.print("pgtally is not installed here: nothing removed")
+    return EXIT_OK

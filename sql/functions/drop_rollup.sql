@@ -1,0 +1,44 @@
+-- tally.drop_rollup(p_rollup text, p_keep_stats boolean DEFAULT false) RETURNS void
+--
+-- Removes a rollup: its catalogue rows, its part of the source's generated triggers
+-- (regenerated for the rollups that remain, or removed with the last one), its scheduled
+-- jobs when pg_cron scheduling is in use, and its stats table unless p_keep_stats.
+-- Only a member of the source table's owner role may drop it.
+-- Security: invoker. Since: 0.1.0
+CREATE OR REPLACE FUNCTION tally.drop_rollup(p_rollup text, p_keep_stats boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    v_rollup tally.rollups%ROWTYPE;
+BEGIN
+    SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT rollup_name FROM tally.rollups lists them.';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, v_rollup.owner_role, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to drop rollup "%"', v_rollup.source_table, p_rollup
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_rollup.source_table);
+    IF to_regprocedure('tally.drop_rollup_extras(text)') IS NOT NULL THEN
+        -- later features (schedules, change feed) clean up their own state
+        EXECUTE 'SELECT tally.drop_rollup_extras($1)' USING p_rollup;
+    END IF;
+    DELETE FROM tally.rollups WHERE rollup_name = p_rollup;
+    PERFORM tally.install_maintenance(v_rollup.source_table);
+    IF NOT coalesce(p_keep_stats, false) THEN
+        EXECUTE format('DROP TABLE %s', v_rollup.stats_table);
+    ELSE
+        EXECUTE format('COMMENT ON TABLE %s IS %L', v_rollup.stats_table,
+                       format('Former pgtally rollup %s: no longer maintained', p_rollup));
+    END IF;
+END;
+$function$;
+
+COMMENT ON FUNCTION tally.drop_rollup(text, boolean) IS
+'Removes a rollup: its triggers, catalogue rows, jobs and (unless kept) its stats table';

@@ -1,0 +1,121 @@
+-- tally.install_maintenance(p_source regclass) RETURNS void
+--
+-- (Re)generates and installs the maintenance triggers of one source table from the
+-- catalogue: drops the previous generated functions and triggers, then creates one
+-- statement-level AFTER trigger per event (INSERT, UPDATE, DELETE with transition
+-- tables; TRUNCATE) and, per rollup, an "UPDATE OF its columns" marker trigger. With no
+-- rollups left on the source, it only removes. Generated functions are owned by the
+-- source table's owner and run as that owner (SECURITY DEFINER), so the source's writers
+-- need no privilege on the stats tables; EXECUTE is revoked from PUBLIC.
+-- The caller must hold a lock on the source that blocks writers (create/drop do).
+-- Security: invoker. Since: 0.1.0
+CREATE OR REPLACE FUNCTION tally.install_maintenance(p_source regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    v_place tally.rollup_sources%ROWTYPE;
+    v_trigger record;
+    v_event text;
+    v_rollup record;
+    v_owner name;
+    v_user_update_triggers boolean;
+BEGIN
+    FOR v_trigger IN
+        SELECT t.tgname FROM pg_catalog.pg_trigger AS t
+        WHERE t.tgrelid = p_source AND NOT t.tgisinternal
+          AND (t.tgname LIKE 'tally\_maintain\_%' OR t.tgname LIKE 'tally\_columns\_%')
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', v_trigger.tgname, p_source);
+    END LOOP;
+
+    SELECT * INTO v_place FROM tally.rollup_sources WHERE source_table = p_source;
+    IF FOUND THEN
+        FOREACH v_event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+            EXECUTE format('DROP FUNCTION IF EXISTS %I.%I()', v_place.function_schema,
+                           v_place.function_prefix || '_' || v_event);
+        END LOOP;
+    END IF;
+
+    IF NOT EXISTS (SELECT FROM tally.rollups WHERE source_table = p_source) THEN
+        DELETE FROM tally.rollup_sources WHERE source_table = p_source;
+        RETURN;
+    END IF;
+
+    SELECT c.relowner::regrole::name INTO v_owner FROM pg_catalog.pg_class AS c WHERE c.oid = p_source;
+    IF v_place.source_table IS NULL THEN
+        INSERT INTO tally.rollup_sources (source_table, function_schema, function_prefix, owner_role)
+        SELECT p_source, n.nspname,
+               format('tally_%s_%s', left(c.relname, 30), p_source::oid), v_owner
+        FROM tally.rollups AS r
+        JOIN pg_catalog.pg_class AS s ON s.oid = r.stats_table
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = s.relnamespace
+        JOIN pg_catalog.pg_class AS c ON c.oid = p_source
+        WHERE r.source_table = p_source
+        ORDER BY r.created_at, r.rollup_name
+        LIMIT 1
+        RETURNING * INTO v_place;
+    ELSE
+        UPDATE tally.rollup_sources SET generated_at = now(), owner_role = v_owner
+        WHERE source_table = p_source;
+    END IF;
+
+    FOREACH v_event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+        EXECUTE tally.maintenance_function_sql(p_source, v_event);
+        EXECUTE format('ALTER FUNCTION %I.%I() OWNER TO %I', v_place.function_schema,
+                       v_place.function_prefix || '_' || v_event, v_owner);
+        EXECUTE format('REVOKE ALL ON FUNCTION %I.%I() FROM PUBLIC', v_place.function_schema,
+                       v_place.function_prefix || '_' || v_event);
+        EXECUTE format('COMMENT ON FUNCTION %I.%I() IS %L', v_place.function_schema,
+                       v_place.function_prefix || '_' || v_event,
+                       format('pgtally: keeps the rollups of %s exact on %s (generated)', p_source, upper(v_event)));
+    END LOOP;
+
+    EXECUTE format(
+        'CREATE TRIGGER tally_maintain_insert AFTER INSERT ON %s '
+        'REFERENCING NEW TABLE AS tally_new_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+        p_source, v_place.function_schema, v_place.function_prefix || '_insert');
+    EXECUTE format(
+        'CREATE TRIGGER tally_maintain_update AFTER UPDATE ON %s '
+        'REFERENCING OLD TABLE AS tally_old_rows NEW TABLE AS tally_new_rows '
+        'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+        p_source, v_place.function_schema, v_place.function_prefix || '_update');
+    EXECUTE format(
+        'CREATE TRIGGER tally_maintain_delete AFTER DELETE ON %s '
+        'REFERENCING OLD TABLE AS tally_old_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+        p_source, v_place.function_schema, v_place.function_prefix || '_delete');
+    EXECUTE format(
+        'CREATE TRIGGER tally_maintain_truncate AFTER TRUNCATE ON %s '
+        'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+        p_source, v_place.function_schema, v_place.function_prefix || '_truncate');
+
+    -- Same test as the generator's: with a user BEFORE UPDATE row trigger, every UPDATE
+    -- is processed in full and no marker triggers are made.
+    v_user_update_triggers := EXISTS (
+        SELECT FROM pg_catalog.pg_trigger AS t
+        WHERE t.tgrelid = p_source AND NOT t.tgisinternal
+          AND t.tgtype & 1 = 1 AND t.tgtype & 2 = 2 AND t.tgtype & 16 = 16
+    );
+    IF NOT v_user_update_triggers THEN
+        FOR v_rollup IN
+            SELECT r.rollup_name, r.source_columns FROM tally.rollups AS r
+            WHERE r.source_table = p_source ORDER BY r.rollup_name
+        LOOP
+            IF cardinality(v_rollup.source_columns) = 0 THEN
+                -- count(*) of an unfiltered global rollup reads no column: no UPDATE changes it
+                CONTINUE;
+            END IF;
+            EXECUTE format(
+                'CREATE TRIGGER %I AFTER UPDATE OF %s ON %s FOR EACH STATEMENT '
+                'EXECUTE FUNCTION tally.note_relevant_update(%L)',
+                'tally_columns_' || v_rollup.rollup_name,
+                (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_rollup.source_columns) AS c),
+                p_source, v_rollup.rollup_name);
+        END LOOP;
+    END IF;
+END;
+$function$;
+
+COMMENT ON FUNCTION tally.install_maintenance(regclass) IS
+'Regenerates and installs the maintenance triggers of a source table from the catalogue';

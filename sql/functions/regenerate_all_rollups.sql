@@ -1,0 +1,28 @@
+-- tally.regenerate_all_rollups() RETURNS integer
+--
+-- Writes the generated maintenance code of every source table again from the
+-- catalogue: after an upgrade of pgtally (the installer calls it), after a restore, or
+-- after adding a BEFORE UPDATE trigger to a source. Returns how many sources it did.
+-- Security: invoker. Since: 0.1.0
+CREATE OR REPLACE FUNCTION tally.regenerate_all_rollups()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    v_source regclass;
+    v_count integer := 0;
+BEGIN
+    FOR v_source IN
+        SELECT DISTINCT r.source_table FROM tally.rollups AS r ORDER BY 1
+    LOOP
+        EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_source);
+        PERFORM tally.install_maintenance(v_source);
+        v_count := v_count + 1;
+    END LOOP;
+    RETURN v_count;
+END;
+$function$;
+
+COMMENT ON FUNCTION tally.regenerate_all_rollups() IS
+'Regenerates the maintenance triggers of every source table from the catalogue';
