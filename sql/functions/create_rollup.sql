@@ -25,9 +25,9 @@ CREATE OR REPLACE FUNCTION tally.create_rollup(
     group_by text[] DEFAULT '{}',
     filter text DEFAULT NULL,
     stats_table text DEFAULT NULL,
-    allow_float boolean DEFAULT false,
-    replace boolean DEFAULT false,
-    populate boolean DEFAULT true
+    allow_float boolean DEFAULT FALSE,
+    replace boolean DEFAULT FALSE,
+    populate boolean DEFAULT TRUE
 )
 RETURNS regclass
 LANGUAGE plpgsql
@@ -220,13 +220,13 @@ BEGIN
     SELECT jsonb_object_agg(a.attname, format_type(a.atttypid, a.atttypmod))
     INTO v_types
     FROM pg_catalog.pg_attribute AS a
-    WHERE a.attrelid = 'pg_temp.tally_probe_rows'::regclass AND a.attnum > 0;
+    WHERE a.attrelid = pg_catalog.to_regclass('pg_temp.tally_probe_rows') AND a.attnum > 0;
     SELECT coalesce(array_agg(DISTINCT a.attname ORDER BY a.attname), '{}')
     INTO v_source_columns
     FROM pg_catalog.pg_rewrite AS rw
     JOIN pg_catalog.pg_depend AS d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = rw.oid
     JOIN pg_catalog.pg_attribute AS a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-    WHERE rw.ev_class = 'pg_temp.tally_probe_rows'::regclass
+    WHERE rw.ev_class = pg_catalog.to_regclass('pg_temp.tally_probe_rows')
       AND d.refobjid = v_source AND d.refobjsubid > 0;
     DROP VIEW pg_temp.tally_probe_rows;
 
@@ -287,7 +287,7 @@ BEGIN
     SELECT v_types || jsonb_object_agg(a.attname, format_type(a.atttypid, a.atttypmod))
     INTO v_types
     FROM pg_catalog.pg_attribute AS a
-    WHERE a.attrelid = 'pg_temp.tally_probe_aggregates'::regclass AND a.attnum > 0;
+    WHERE a.attrelid = pg_catalog.to_regclass('pg_temp.tally_probe_aggregates') AND a.attnum > 0;
     DROP VIEW pg_temp.tally_probe_aggregates;
 
     -- Sums and averages of floating point drift with the order of additions: refuse them

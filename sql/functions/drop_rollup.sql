@@ -1,11 +1,11 @@
 -- tally.drop_rollup(p_rollup text, p_keep_stats boolean DEFAULT false) RETURNS void
 --
 -- Removes a rollup: its catalogue rows, its part of the source's generated triggers
--- (regenerated for the rollups that remain, or removed with the last one), its scheduled
--- jobs when pg_cron scheduling is in use, and its stats table unless p_keep_stats.
+-- (regenerated for the rollups that remain, or removed with the last one) and its stats
+-- table unless p_keep_stats.
 -- Only a member of the source table's owner role may drop it.
 -- Security: invoker. Since: 0.1.0
-CREATE OR REPLACE FUNCTION tally.drop_rollup(p_rollup text, p_keep_stats boolean DEFAULT false)
+CREATE OR REPLACE FUNCTION tally.drop_rollup(p_rollup text, p_keep_stats boolean DEFAULT FALSE)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -25,10 +25,6 @@ BEGIN
     END IF;
 
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_rollup.source_table);
-    IF to_regprocedure('tally.drop_rollup_extras(text)') IS NOT NULL THEN
-        -- later features (schedules, change feed) clean up their own state
-        EXECUTE 'SELECT tally.drop_rollup_extras($1)' USING p_rollup;
-    END IF;
     DELETE FROM tally.rollups WHERE rollup_name = p_rollup;
     PERFORM tally.install_maintenance(v_rollup.source_table);
     IF NOT coalesce(p_keep_stats, false) THEN
@@ -41,4 +37,4 @@ END;
 $function$;
 
 COMMENT ON FUNCTION tally.drop_rollup(text, boolean) IS
-'Removes a rollup: its triggers, catalogue rows, jobs and (unless kept) its stats table';
+'Removes a rollup: its triggers, catalogue rows and (unless kept) its stats table';
