@@ -103,9 +103,7 @@ def render_extension_script(files: Sequence[SqlFile], version: str) -> str:
         f"SELECT pg_catalog.pg_extension_config_dump('tally.{name}', '');\n"
         for name in catalogue_tables(files)
     )
-    dump_block = (
-        "\n-- >>> pg_dump keeps the rows of the catalogue tables\n" + dumps if dumps else ""
-    )
+    dump_block = "\n-- >>> pg_dump keeps the rows of the catalogue tables\n" + dumps if dumps else ""
     return header + _body(files) + dump_block + "\n" + _ledger_inserts(files, version)
 
 

@@ -111,9 +111,7 @@ class EmbeddedCluster:
         return self.datadir / "pgtally-server.log"
 
     def dsn(self, dbname: str = "postgres") -> str:
-        return make_conninfo(
-            host="127.0.0.1", port=str(self._running_port()), user=SUPERUSER, dbname=dbname
-        )
+        return make_conninfo(host="127.0.0.1", port=str(self._running_port()), user=SUPERUSER, dbname=dbname)
 
     def psql_command(self, dbname: str = "postgres") -> str:
         return f'psql "{self.dsn(dbname)}"'
@@ -225,9 +223,7 @@ class EmbeddedCluster:
             return self.port
 
     def _pg_ctl_status(self) -> bool:
-        result = self._run(
-            [str(bindir() / "pg_ctl"), "-D", str(self.datadir), "status"], check=False
-        )
+        result = self._run([str(bindir() / "pg_ctl"), "-D", str(self.datadir), "status"], check=False)
         return result.returncode == 0
 
     def _set_port(self, port: int) -> None:
@@ -253,9 +249,7 @@ class EmbeddedCluster:
             env={**os.environ, "LC_ALL": "C.UTF-8"},
         )
         if check and result.returncode != 0:
-            message = (
-                f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
-            )
+            message = f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
             if log_on_error and self.logfile.exists():
                 tail = self.logfile.read_text(encoding="utf-8", errors="replace")[-4000:]
                 message += f"\n--- {self.logfile} ---\n{tail}"

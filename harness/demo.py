@@ -62,15 +62,11 @@ def _reset(conn: psycopg.Connection[Any]) -> None:
         conn, "tally", "drop_rollup"
     ):
         for name in ROLLUPS:
-            found = conn.execute(
-                "SELECT 1 FROM tally.rollups WHERE rollup_name = %s", (name,)
-            ).fetchone()
+            found = conn.execute("SELECT 1 FROM tally.rollups WHERE rollup_name = %s", (name,)).fetchone()
             if found:
                 conn.execute("SELECT tally.drop_rollup(%s)", (name,))
     for table in ("user_actions", "loads", *ROLLUPS):
-        conn.execute(
-            sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier("public", table))
-        )
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier("public", table)))
 
 
 def _write_data(conn: psycopg.Connection[Any]) -> None:
@@ -109,9 +105,7 @@ def _table(conn: psycopg.Connection[Any], title: str, query: sql.Composable) -> 
     return table
 
 
-def run(
-    console: Console, datadir: str = str(DEFAULT_DATADIR), port: int = DEFAULT_PORT
-) -> EmbeddedCluster:
+def run(console: Console, datadir: str = str(DEFAULT_DATADIR), port: int = DEFAULT_PORT) -> EmbeddedCluster:
     cluster = EmbeddedCluster(datadir, port, cron_database=EMBEDDED_DATABASE)
     console.print(f"starting the embedded cluster in {cluster.datadir} ...", highlight=False)
     cluster.start()
@@ -120,9 +114,7 @@ def run(
         if cron_available():
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
         result = install.install(conn)
-        console.print(
-            f"pgtally {result.version}: {len(result.applied)} file(s) applied", highlight=False
-        )
+        console.print(f"pgtally {result.version}: {len(result.applied)} file(s) applied", highlight=False)
         if not install._function_exists(conn, "tally", "create_rollup"):
             raise DemoError(
                 "tally.create_rollup() does not exist yet: the SQL engine (sql/functions) "

@@ -196,9 +196,7 @@ def installed_version(conn: psycopg.Connection[Any]) -> str | None:
 
 
 def extension_version(conn: psycopg.Connection[Any]) -> str | None:
-    row = conn.execute(
-        "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pgtally'"
-    ).fetchone()
+    row = conn.execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pgtally'").fetchone()
     return None if row is None else str(row[0])
 
 

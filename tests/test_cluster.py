@@ -67,12 +67,8 @@ def test_cron_database_has_pg_cron_and_pgtally(cron_db_dsn: str) -> None:
         ext = conn.execute("SELECT extname FROM pg_extension WHERE extname = 'pg_cron'")
         assert ext.fetchone() == ("pg_cron",)
         assert conn.execute("SELECT to_regclass('tally.install_ledger')").fetchone() != (None,)
-        job: Any = conn.execute(
-            "SELECT cron.schedule('pgtally:test', '* * * * *', 'SELECT 1')"
-        ).fetchone()
-        again: Any = conn.execute(
-            "SELECT cron.schedule('pgtally:test', '* * * * *', 'SELECT 1')"
-        ).fetchone()
+        job: Any = conn.execute("SELECT cron.schedule('pgtally:test', '* * * * *', 'SELECT 1')").fetchone()
+        again: Any = conn.execute("SELECT cron.schedule('pgtally:test', '* * * * *', 'SELECT 1')").fetchone()
         assert job[0] == again[0]  # a named schedule upserts
 
 

@@ -35,9 +35,7 @@ def test_changed_applied_migration_is_refused_with_its_name(
     conn: psycopg.Connection[Any],
 ) -> None:
     first = migrations()[0].name
-    conn.execute(
-        "UPDATE tally.install_ledger SET checksum = 'edited' WHERE file_name = %s", (first,)
-    )
+    conn.execute("UPDATE tally.install_ledger SET checksum = 'edited' WHERE file_name = %s", (first,))
     with pytest.raises(install.MigrationChanged, match=first):
         install.install(conn)
 
@@ -47,9 +45,7 @@ def test_changed_repeatable_is_reapplied(conn: psycopg.Connection[Any]) -> None:
 
     files = repeatables()
     assert files
-    conn.execute(
-        "UPDATE tally.install_ledger SET checksum = 'old' WHERE file_name = %s", (files[0].name,)
-    )
+    conn.execute("UPDATE tally.install_ledger SET checksum = 'old' WHERE file_name = %s", (files[0].name,))
     assert install.install(conn).applied == [files[0].name]
     assert support.ledger(conn)[files[0].name] == files[0].checksum
 
@@ -118,9 +114,7 @@ def test_built_script_runs_under_psql_and_install_then_does_nothing(
 
 
 @pytest.mark.slow
-def test_built_script_refuses_a_database_that_has_pgtally(
-    db_dsn: str, dist_dir: build.BuildOutput
-) -> None:
+def test_built_script_refuses_a_database_that_has_pgtally(db_dsn: str, dist_dir: build.BuildOutput) -> None:
     run = support.psql_file(db_dsn, dist_dir.script)
     assert run.returncode != 0
     assert "already exists" in run.stderr
@@ -156,9 +150,7 @@ def test_create_extension_installs_and_drop_extension_removes_schema(
 
 
 @pytest.mark.slow
-def test_uninstall_removes_everything_after_extension_install(
-    empty_dsn: str, extension_files: Any
-) -> None:
+def test_uninstall_removes_everything_after_extension_install(empty_dsn: str, extension_files: Any) -> None:
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION pgtally")
         removed = install.uninstall(conn)

@@ -75,9 +75,7 @@ def _plpgsql_functions(
 def test_plpgsql_check_finds_no_error_in_any_tally_function(
     conn: psycopg.Connection[Any],
 ) -> None:
-    available = conn.execute(
-        "SELECT 1 FROM pg_available_extensions WHERE name = 'plpgsql_check'"
-    ).fetchone()
+    available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'plpgsql_check'").fetchone()
     if available is None:
         pytest.skip("plpgsql_check is not installed (Debian: postgresql-15-plpgsql-check)")
     conn.execute("CREATE EXTENSION plpgsql_check")

@@ -32,9 +32,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(status.as_dict())
     elif status.running:
-        console.print(
-            f"running: pid {status.pid}, data directory {status.datadir}", highlight=False
-        )
+        console.print(f"running: pid {status.pid}, data directory {status.datadir}", highlight=False)
         console.print(f"connect: {cluster.psql_command(EMBEDDED_DATABASE)}", highlight=False)
     else:
         console.print(f"not running (data directory {status.datadir})", highlight=False)

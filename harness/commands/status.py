@@ -47,9 +47,7 @@ def rollups(conn: psycopg.Connection[Any]) -> list[dict[str, object]]:
             query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, relname))
             fetched = conn.execute(query).fetchone()
             count = int(fetched[0]) if fetched else None
-        result.append(
-            {"rollup_name": name, "source_table": source, "stats_table": stats, "rows": count}
-        )
+        result.append({"rollup_name": name, "source_table": source, "stats_table": stats, "rows": count})
     return result
 
 

@@ -287,7 +287,7 @@ $code$,
                 IF p_event <> 'insert' THEN
                     v_minmax_removed := v_minmax_removed || format('%s((%s)) FILTER (WHERE %s) AS %I',
                         v_column.aggregate_function, v_column.argument_expression,
-                        coalesce(format('(%s)', v_column.measure_filter), 'true'),
+                        coalesce('(' || v_column.measure_filter || ')', 'true'),
                         v_column.column_name);
                     v_minmax_sets := v_minmax_sets || format(
                         '%1$I = CASE WHEN removed.%1$I %2$s s.%1$I THEN (SELECT %3$s((%4$s)) FROM %5$s AS tally_source WHERE %6$s) ELSE s.%1$I END',
@@ -295,7 +295,7 @@ $code$,
                         CASE v_column.aggregate_function WHEN 'min' THEN '<=' ELSE '>=' END,
                         v_column.aggregate_function, v_column.argument_expression, v_source_text,
                         coalesce(concat_ws(' AND ', nullif(array_to_string(v_minmax_conditions, ' AND '), ''),
-                                           format('(%s)', v_rollup.row_filter), format('(%s)', v_column.measure_filter)),
+                                           '(' || v_rollup.row_filter || ')', '(' || v_column.measure_filter || ')'),
                                  'true'));
                 END IF;
             END IF;
