@@ -327,7 +327,17 @@ BEGIN
            v_types ->> ('m_' || (e ->> 'name')), v_types ->> ('s_' || (e ->> 'name'))
     FROM jsonb_array_elements(v_measures) WITH ORDINALITY AS u(e, o);
 
-    FOR v_column IN SELECT c.* FROM tally.stats_columns(v_name) AS c LOOP
+    -- avg columns are generated from their bookkeeping columns, so they come last: a
+    -- generated column cannot refer to a column added by the same ALTER TABLE.
+    FOR v_column IN
+        SELECT c.* FROM tally.stats_columns(v_name) AS c
+        ORDER BY c.column_role = 'value' AND c.aggregate_function = 'avg'
+    LOOP
+        IF v_column.column_role = 'value' AND v_column.aggregate_function = 'avg'
+           AND NOT v_column_definitions[cardinality(v_column_definitions)] LIKE '%GENERATED%' THEN
+            EXECUTE format('ALTER TABLE %s %s', v_stats, array_to_string(v_column_definitions, ', '));
+            v_column_definitions := '{}';
+        END IF;
         v_column_definitions := v_column_definitions || CASE
             WHEN v_column.column_role = 'key' THEN format('ADD COLUMN %I %s%s', v_column.column_name, v_column.column_type,
                 CASE WHEN (SELECT k.key_not_null FROM tally.rollup_keys AS k

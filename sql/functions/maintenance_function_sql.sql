@@ -294,8 +294,9 @@ $code$,
                         v_column.column_name,
                         CASE v_column.aggregate_function WHEN 'min' THEN '<=' ELSE '>=' END,
                         v_column.aggregate_function, v_column.argument_expression, v_source_text,
-                        coalesce(concat_ws(' AND ', nullif(array_to_string(v_minmax_conditions, ' AND '), ''),
-                                           '(' || v_rollup.row_filter || ')', '(' || v_column.measure_filter || ')'),
+                        coalesce(nullif(concat_ws(' AND ', nullif(array_to_string(v_minmax_conditions, ' AND '), ''),
+                                                  '(' || v_rollup.row_filter || ')',
+                                                  '(' || v_column.measure_filter || ')'), ''),
                                  'true'));
                 END IF;
             END IF;

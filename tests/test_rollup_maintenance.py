@@ -1,0 +1,248 @@
+"""Every kind of write keeps the stats equal to a recomputation; types are exact."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.exactness import assert_exact, stats_rows
+
+SOURCE = """
+CREATE TABLE public.ledger (
+    id bigserial PRIMARY KEY,
+    account int NOT NULL,
+    category text,
+    small int,
+    big bigint,
+    amount numeric(14, 2),
+    flag boolean NOT NULL DEFAULT false,
+    note text
+);
+SELECT tally.create_rollup('by_account', source => 'public.ledger', group_by => ARRAY['account'],
+    measures => ARRAY['n = count(*)', 'n_small = count(small)', 'sum_small = sum(small)',
+                      'sum_big = sum(big)', 'total = sum(amount)', 'lowest = min(amount)',
+                      'highest = max(small)', 'mean = avg(small)', 'flagged = count(*) FILTER (WHERE flag)',
+                      'flagged_total = sum(amount) FILTER (WHERE flag)']);
+SELECT tally.create_rollup('by_category', source => 'public.ledger', group_by => ARRAY['category'],
+    measures => ARRAY['n = count(*)', 'top = max(amount)'], filter => 'flag');
+SELECT tally.create_rollup('overall', source => 'public.ledger',
+    measures => ARRAY['n = count(*)', 'total = sum(amount)', 'lowest = min(small)']);
+"""
+
+ROWS = """
+INSERT INTO public.ledger (account, category, small, big, amount, flag)
+SELECT g % 7, (ARRAY['a', 'b', NULL])[1 + g % 3], CASE WHEN g % 5 = 0 THEN NULL ELSE g % 100 END,
+       g::bigint * 1000000000, (g % 997) / 3.0, g % 2 = 0
+FROM generate_series(1, {n}) AS g
+"""
+
+
+@pytest.fixture
+def ledger(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    conn.execute(SOURCE)
+    return conn
+
+
+def test_stats_columns_have_exact_types(ledger: psycopg.Connection[Any]) -> None:
+    types = dict(
+        ledger.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'public.by_account'::regclass AND attnum > 0"
+        ).fetchall()
+    )
+    assert types["n"] == "bigint"
+    assert types["sum_small"] == "bigint"  # sum(int) -> bigint
+    assert types["sum_big"] == "numeric"  # sum(bigint) -> numeric
+    assert types["total"] == "numeric"
+    assert types["lowest"] == "numeric"  # min/max keep the source type
+    assert types["highest"] == "integer"
+    assert types["mean"] == "numeric"
+    pk = ledger.execute(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = 'public.by_account'::regclass AND contype = 'p'"
+    ).fetchone()
+    assert pk == ("PRIMARY KEY (account)",)
+
+
+def test_avg_equals_postgres_avg_exactly(ledger: psycopg.Connection[Any]) -> None:
+    ledger.execute(ROWS.format(n=500))
+    ledger.execute("DELETE FROM public.ledger WHERE id % 11 = 0")
+    stored = ledger.execute("SELECT account, mean FROM public.by_account ORDER BY 1").fetchall()
+    expected = ledger.execute(
+        "SELECT account, avg(small) FROM public.ledger GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert stored == expected
+
+
+def test_multi_row_insert_update_delete_stay_exact(ledger: psycopg.Connection[Any]) -> None:
+    ledger.execute(ROWS.format(n=2000))
+    assert_exact(ledger)
+    ledger.execute("UPDATE public.ledger SET account = account + 1 WHERE id % 3 = 0")  # moves groups
+    assert_exact(ledger)
+    ledger.execute("UPDATE public.ledger SET flag = NOT flag WHERE id % 4 = 0")  # in/out of filter
+    assert_exact(ledger)
+    ledger.execute("UPDATE public.ledger SET amount = amount * 2, small = NULL WHERE id % 5 = 1")
+    assert_exact(ledger)
+    ledger.execute("DELETE FROM public.ledger WHERE amount > 300")  # removes maxima
+    assert_exact(ledger)
+    ledger.execute("DELETE FROM public.ledger WHERE account = 3")  # empties a group
+    assert ledger.execute("SELECT count(*) FROM public.by_account WHERE account = 3").fetchone() == (0,)
+    assert_exact(ledger)
+
+
+def test_copy_is_maintained(ledger: psycopg.Connection[Any]) -> None:
+    copy_sql = "COPY public.ledger (account, category, small, amount, flag) FROM STDIN"
+    with ledger.cursor() as cur, cur.copy(copy_sql) as copy:
+        for i in range(1000):
+            copy.write_row((i % 9, "c" if i % 2 else None, i, Decimal(i) / 4, i % 3 == 0))
+    assert_exact(ledger)
+    assert stats_rows(ledger, "overall", "n") == [(1000,)]
+
+
+def test_truncate_empties_every_stats_table(ledger: psycopg.Connection[Any]) -> None:
+    ledger.execute(ROWS.format(n=100))
+    ledger.execute("TRUNCATE public.ledger")
+    for table in ("by_account", "by_category", "overall"):
+        assert ledger.execute(f"SELECT count(*) FROM public.{table}").fetchone() == (0,)
+    ledger.execute(ROWS.format(n=10))
+    assert_exact(ledger)
+
+
+def test_rolled_back_transaction_and_savepoint_leave_no_trace(
+    ledger: psycopg.Connection[Any],
+) -> None:
+    ledger.execute(ROWS.format(n=50))
+    before = stats_rows(ledger, "by_account", "account", "n", "total")
+    with pytest.raises(RuntimeError), ledger.transaction():
+        ledger.execute(ROWS.format(n=70))
+        raise RuntimeError("roll back")
+    assert stats_rows(ledger, "by_account", "account", "n", "total") == before
+    with ledger.transaction():
+        ledger.execute("INSERT INTO public.ledger (account, amount) VALUES (100, 1)")
+        with pytest.raises(RuntimeError), ledger.transaction():  # a savepoint
+            ledger.execute("DELETE FROM public.ledger")
+            raise RuntimeError("roll back to savepoint")
+    assert_exact(ledger)
+    assert ledger.execute("SELECT n FROM public.by_account WHERE account = 100").fetchone() == (1,)
+
+
+def test_insert_on_conflict_do_update_counts_the_update_once(ledger: psycopg.Connection[Any]) -> None:
+    ledger.execute("INSERT INTO public.ledger (id, account, amount) VALUES (1, 1, 10), (2, 1, 20)")
+    ledger.execute(
+        "INSERT INTO public.ledger (id, account, amount) VALUES (1, 2, 5), (3, 1, 1) "
+        "ON CONFLICT (id) DO UPDATE SET account = excluded.account, amount = excluded.amount"
+    )
+    assert stats_rows(ledger, "by_account", "account", "n", "total") == [
+        (1, 2, Decimal("21.00")),
+        (2, 1, Decimal("5.00")),
+    ]
+    assert_exact(ledger)
+
+
+def test_update_of_unrelated_column_writes_no_stats_row(ledger: psycopg.Connection[Any]) -> None:
+    ledger.execute(ROWS.format(n=100))
+    versions = ledger.execute("SELECT account, xmin::text FROM public.by_account ORDER BY 1").fetchall()
+    ledger.execute("UPDATE public.ledger SET note = 'seen'")
+    assert (
+        ledger.execute("SELECT account, xmin::text FROM public.by_account ORDER BY 1").fetchall() == versions
+    )
+    ledger.execute("UPDATE public.ledger SET amount = amount + 1 WHERE account = 1")
+    assert_exact(ledger)
+
+
+def test_null_group_key_is_one_group_like_group_by(ledger: psycopg.Connection[Any]) -> None:
+    ledger.execute(
+        "INSERT INTO public.ledger (account, category, amount, flag) VALUES (1, NULL, 1, true), (2, NULL, 5, true)"
+    )
+    assert stats_rows(ledger, "by_category", "category", "n", "top") == [(None, 2, Decimal("5.00"))]
+    ledger.execute("UPDATE public.ledger SET category = 'x' WHERE amount = 5")
+    assert stats_rows(ledger, "by_category", "category", "n", "top") == [
+        ("x", 1, Decimal("5.00")),
+        (None, 1, Decimal("1.00")),
+    ]
+    ledger.execute("DELETE FROM public.ledger WHERE category IS NULL")
+    assert stats_rows(ledger, "by_category", "category", "n") == [("x", 1)]
+    assert_exact(ledger)
+
+
+def test_partitioned_source_is_maintained(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        """
+        CREATE TABLE public.events (day date NOT NULL, kind text NOT NULL, cost numeric NOT NULL)
+            PARTITION BY RANGE (day);
+        CREATE TABLE public.events_2025 PARTITION OF public.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+        CREATE TABLE public.events_2026 PARTITION OF public.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+        SELECT tally.create_rollup('event_costs', source => 'public.events', group_by => ARRAY['kind', 'day'],
+            measures => ARRAY['cost = sum(cost)', 'n = count(*)']);
+        INSERT INTO public.events SELECT date '2025-12-25' + g % 20, 'k' || g % 3, g FROM generate_series(1, 300) AS g;
+        UPDATE public.events SET day = day + 30 WHERE kind = 'k1';
+        DELETE FROM public.events WHERE kind = 'k2' AND day > '2026-01-01';
+        """
+    )
+    assert_exact(conn)
+
+
+def test_same_definition_again_is_a_no_op_and_a_change_needs_replace(ledger: psycopg.Connection[Any]) -> None:
+    ledger.execute(ROWS.format(n=20))
+    again = ledger.execute(
+        "SELECT tally.create_rollup('by_category', source => 'public.ledger', group_by => ARRAY['category'], "
+        "measures => ARRAY['n = count(*)', 'top = max(amount)'], filter => 'flag')"
+    ).fetchone()
+    assert again == ("by_category",)
+    with pytest.raises(psycopg.errors.DuplicateObject):
+        ledger.execute(
+            "SELECT tally.create_rollup('by_category', source => 'public.ledger', group_by => ARRAY['category'], "
+            "measures => ARRAY['n = count(*)'])"
+        )
+    ledger.execute(
+        "SELECT tally.create_rollup('by_category', source => 'public.ledger', group_by => ARRAY['category'], "
+        "measures => ARRAY['n = count(*)'], replace => true)"
+    )
+    assert_exact(ledger)
+
+
+def test_drop_rollup_removes_its_table_and_keeps_the_others_exact(ledger: psycopg.Connection[Any]) -> None:
+    ledger.execute("SELECT tally.drop_rollup('by_account')")
+    assert ledger.execute("SELECT to_regclass('public.by_account')").fetchone() == (None,)
+    ledger.execute(ROWS.format(n=300))
+    ledger.execute("UPDATE public.ledger SET flag = NOT flag WHERE id % 3 = 0")
+    assert_exact(ledger)
+    ledger.execute("SELECT tally.drop_rollup('by_category')")
+    ledger.execute("SELECT tally.drop_rollup('overall')")
+    assert ledger.execute(
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.ledger'::regclass"
+    ).fetchone() == (0,)
+    assert ledger.execute(
+        "SELECT count(*) FROM pg_proc WHERE proname LIKE 'tally\\_ledger\\_%'"
+    ).fetchone() == (0,)
+
+
+def test_generated_code_is_printable(ledger: psycopg.Connection[Any]) -> None:
+    (code,) = ledger.execute("SELECT tally.maintenance_code('overall')").fetchone()  # type: ignore[misc]
+    assert "rollup by_account" in code and "rollup overall" in code
+    assert code.count("CREATE OR REPLACE FUNCTION") == 4
+    assert "GROUPING SETS" in code  # one pass for rollups with different keys
+
+
+def test_writer_needs_no_privilege_on_stats_and_cannot_edit_them(
+    ledger: psycopg.Connection[Any], dsn_for: Callable[..., str]
+) -> None:
+    ledger.execute("DROP ROLE IF EXISTS app_writer")
+    ledger.execute("CREATE ROLE app_writer LOGIN")
+    try:
+        ledger.execute("GRANT USAGE ON SCHEMA public TO app_writer")
+        ledger.execute("GRANT INSERT, UPDATE, DELETE, SELECT ON public.ledger TO app_writer")
+        ledger.execute("GRANT USAGE ON SEQUENCE public.ledger_id_seq TO app_writer")
+        with psycopg.connect(dsn_for("app_writer"), autocommit=True) as app:
+            app.execute("INSERT INTO public.ledger (account, amount, flag) VALUES (1, 2.5, true)")
+            app.execute("UPDATE public.ledger SET account = 2")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                app.execute("UPDATE public.by_account SET n = 0")
+        assert_exact(ledger)
+    finally:
+        ledger.execute("DROP OWNED BY app_writer")
+        ledger.execute("DROP ROLE app_writer")
