@@ -1,0 +1,195 @@
+-- tally.reconcile(p_rollup text, p_auto_correct boolean DEFAULT false, p_keys jsonb DEFAULT NULL,
+--                 p_key_condition text DEFAULT NULL, p_sample integer DEFAULT NULL,
+--                 p_log_matches boolean DEFAULT false, p_reason text DEFAULT NULL)
+--     RETURNS tally.reconcile_summary
+--
+-- Compares a rollup's stats rows with a recomputation from the source, set-based and in
+-- one statement (so in one consistent snapshot), and records the run in tally.runs and
+-- every differing (group, column) in tally.reconciliation_log (every checked pair with
+-- p_log_matches). Scope: the whole rollup, the groups matching p_keys (a partial key,
+-- e.g. '{"org_id": 5}'), a condition over the key columns (p_key_condition, e.g.
+-- 'day >= ''2025-01-01'''), or a random sample of p_sample stored groups (a sample checks
+-- stored groups only, so it cannot see missing ones). Report only by default; with
+-- p_auto_correct each drifted group is fixed by tally.correct_group, which is safe while
+-- others write. Drift is also announced on the NOTIFY channel tally_operations.
+-- Security: invoker. Since: 0.1.0
+CREATE OR REPLACE FUNCTION tally.reconcile(
+    p_rollup text,
+    p_auto_correct boolean DEFAULT FALSE,
+    p_keys jsonb DEFAULT NULL,
+    p_key_condition text DEFAULT NULL,
+    p_sample integer DEFAULT NULL,
+    p_log_matches boolean DEFAULT FALSE,
+    p_reason text DEFAULT NULL
+)
+RETURNS tally.reconcile_summary
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    v_rollup tally.rollups%ROWTYPE;
+    v_result tally.reconcile_summary;
+    v_started timestamptz := clock_timestamp();
+    v_compared_columns text[];
+    v_stored_columns text;
+    v_scope text[] := '{}';
+    v_unknown text;
+    v_expected text;
+    v_stored text;
+    v_headline name;
+    v_group jsonb;
+    v_key_order text;
+BEGIN
+    SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT rollup_name FROM tally.rollups lists them.';
+    END IF;
+    IF p_sample IS NOT NULL AND p_sample < 1 THEN
+        RAISE EXCEPTION 'sample size must be positive, not %', p_sample USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_keys IS NOT NULL THEN
+        IF jsonb_typeof(p_keys) <> 'object' THEN
+            RAISE EXCEPTION 'p_keys must be a JSON object of group keys, not %', p_keys
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        SELECT string_agg(k, ', ') INTO v_unknown
+        FROM jsonb_object_keys(p_keys) AS k
+        WHERE NOT EXISTS (SELECT FROM tally.rollup_keys AS rk WHERE rk.rollup_name = p_rollup AND rk.key_name = k);
+        IF v_unknown IS NOT NULL THEN
+            RAISE EXCEPTION 'rollup "%" has no group key %', p_rollup, v_unknown USING ERRCODE = 'undefined_column';
+        END IF;
+        v_scope := v_scope
+            || tally.group_condition_sql(p_rollup, 'stats', '$3', ARRAY(SELECT jsonb_object_keys(p_keys)), 'a');
+    END IF;
+    IF p_key_condition IS NOT NULL THEN
+        PERFORM tally.check_expression_text('key condition', p_key_condition);
+        v_scope := v_scope || format('(%s)', p_key_condition);
+    END IF;
+
+    SELECT array_agg(c.column_name::text ORDER BY c.column_name) FILTER (WHERE c.column_role <> 'key'),
+           string_agg(format('a.%I', c.column_name), ', ')
+    INTO v_compared_columns, v_stored_columns
+    FROM tally.stats_columns(p_rollup) AS c
+    WHERE c.recompute_expression IS NOT NULL;
+    SELECT c.column_name INTO v_headline
+    FROM tally.stats_columns(p_rollup) AS c
+    WHERE c.column_role = 'value' AND c.column_type IN ('numeric', 'bigint', 'integer', 'smallint')
+      AND NOT EXISTS (SELECT FROM tally.rollup_keys AS k WHERE k.rollup_name = p_rollup)
+    ORDER BY c.measure_position LIMIT 1;
+
+    INSERT INTO tally.runs (rollup_name, run_kind, details)
+    VALUES (p_rollup, 'reconcile', jsonb_strip_nulls(jsonb_build_object(
+        'auto_correct', p_auto_correct, 'keys', p_keys, 'key_condition', p_key_condition, 'sample', p_sample)))
+    RETURNING run_id INTO v_result.run_id;
+
+    v_stored := format('SELECT %s FROM %s AS a%s', v_stored_columns, v_rollup.stats_table,
+                       CASE WHEN cardinality(v_scope) > 0 THEN ' WHERE ' || array_to_string(v_scope, ' AND ') ELSE '' END);
+    IF p_sample IS NOT NULL THEN
+        -- recompute only the sampled groups, each through the source's key expressions
+        v_stored := v_stored || format(' ORDER BY random() LIMIT %s', p_sample);
+        v_expected := format('SELECT r.* FROM stored AS sampled CROSS JOIN LATERAL (%s) AS r',
+            tally.recompute_sql(p_rollup,
+                tally.group_condition_sql(p_rollup, 'source', tally.key_json_sql(p_rollup, 'sampled'))));
+    ELSE
+        v_expected := format('SELECT * FROM (%s) AS a%s', tally.recompute_sql(p_rollup),
+                             CASE WHEN cardinality(v_scope) > 0 THEN ' WHERE ' || array_to_string(v_scope, ' AND ') ELSE '' END);
+    END IF;
+
+    EXECUTE format($sql$
+        WITH stored AS MATERIALIZED (%1$s),
+        expected AS MATERIALIZED (%2$s),
+        compared AS (
+            SELECT coalesce(e.group_key, s.group_key) AS group_key,
+                   s.group_key IS NULL AS missing, e.group_key IS NULL AS extra,
+                   e.row_json AS expected_row, s.row_json AS stored_row
+            FROM (SELECT %3$s AS group_key, to_jsonb(a) AS row_json FROM expected AS a) AS e
+            FULL JOIN (SELECT %3$s AS group_key, to_jsonb(a) AS row_json FROM stored AS a) AS s
+                ON e.group_key = s.group_key
+        ),
+        judged AS (
+            SELECT c.group_key, col AS column_name, c.expected_row -> col AS expected_value,
+                   c.stored_row -> col AS actual_value,
+                   CASE WHEN c.missing THEN 'missing' WHEN c.extra THEN 'extra'
+                        WHEN c.expected_row -> col = c.stored_row -> col THEN 'match'
+                        WHEN c.expected_row -> col IS NULL AND c.stored_row -> col IS NULL THEN 'match'
+                        ELSE 'mismatch' END AS status
+            FROM compared AS c CROSS JOIN unnest($1::text[]) AS col
+        ),
+        logged AS (
+            INSERT INTO tally.reconciliation_log (run_id, rollup_name, group_key, column_name, expected_value,
+                                                  actual_value, discrepancy, status, processing_ms)
+            SELECT $2, %4$L, j.group_key, j.column_name, j.expected_value #>> '{}', j.actual_value #>> '{}',
+                   CASE WHEN coalesce(jsonb_typeof(j.expected_value), 'number') = 'number'
+                         AND coalesce(jsonb_typeof(j.actual_value), 'number') = 'number'
+                         AND j.status <> 'match'
+                        THEN coalesce((j.expected_value #>> '{}')::numeric, 0) - coalesce((j.actual_value #>> '{}')::numeric, 0)
+                   END,
+                   j.status, round(extract(epoch FROM clock_timestamp() - $4) * 1000, 3)
+            FROM judged AS j
+            WHERE j.status <> 'match' OR $5
+            RETURNING 1
+        )
+        SELECT count(DISTINCT group_key),
+               count(DISTINCT group_key) FILTER (WHERE status = 'mismatch'),
+               count(DISTINCT group_key) FILTER (WHERE status = 'missing'),
+               count(DISTINCT group_key) FILTER (WHERE status = 'extra'),
+               (SELECT (actual_value #>> '{}')::numeric FROM judged WHERE column_name = $6 LIMIT 1),
+               (SELECT (expected_value #>> '{}')::numeric FROM judged WHERE column_name = $6 LIMIT 1),
+               (SELECT count(*) FROM logged)
+        FROM judged
+        $sql$,
+        v_stored, v_expected, tally.key_json_sql(p_rollup, 'a'), p_rollup)
+    INTO v_result.groups_checked, v_result.groups_mismatched, v_result.groups_missing, v_result.groups_extra,
+         v_result.stored_value, v_result.recomputed_value, v_result.groups_corrected
+    USING v_compared_columns, v_result.run_id, p_keys, v_started, coalesce(p_log_matches, false), v_headline::text;
+
+    v_result.rollup_name := p_rollup;
+    v_result.in_sync := v_result.groups_mismatched + v_result.groups_missing + v_result.groups_extra = 0;
+    v_result.discrepancy := v_result.recomputed_value - v_result.stored_value;
+    v_result.groups_corrected := 0;
+
+    IF NOT v_result.in_sync THEN
+        PERFORM pg_catalog.pg_notify('tally_operations', jsonb_build_object(
+            'event', 'reconciliation_drift', 'rollup', p_rollup, 'run_id', v_result.run_id,
+            'mismatched', v_result.groups_mismatched, 'missing', v_result.groups_missing,
+            'extra', v_result.groups_extra, 'auto_correct', coalesce(p_auto_correct, false))::text);
+    END IF;
+
+    IF coalesce(p_auto_correct, false) AND NOT v_result.in_sync THEN
+        -- in key order, the order writers lock stats rows in
+        SELECT string_agg(format('(pg_catalog.jsonb_populate_record(NULL::%s, l.group_key)).%I',
+                                 v_rollup.stats_table, k.key_name), ', ' ORDER BY k.key_position)
+        INTO v_key_order
+        FROM tally.rollup_keys AS k WHERE k.rollup_name = p_rollup;
+        FOR v_group IN EXECUTE format(
+            'SELECT l.group_key FROM (SELECT DISTINCT group_key FROM tally.reconciliation_log '
+            'WHERE run_id = $1 AND status <> %L) AS l ORDER BY %s', 'match', coalesce(v_key_order, '1'))
+            USING v_result.run_id
+        LOOP
+            IF tally.correct_group(p_rollup, v_group, v_result.run_id,
+                                   coalesce(p_reason, format('reconciliation run %s', v_result.run_id))) > 0 THEN
+                v_result.groups_corrected := v_result.groups_corrected + 1;
+            END IF;
+        END LOOP;
+    END IF;
+
+    v_result.started_at := v_started;
+    v_result.finished_at := clock_timestamp();
+    v_result.duration_ms := round(extract(epoch FROM v_result.finished_at - v_started) * 1000, 3);
+    UPDATE tally.runs SET
+        finished_at = v_result.finished_at,
+        status = CASE WHEN v_result.in_sync THEN 'in_sync' WHEN v_result.groups_corrected > 0 THEN 'corrected'
+                      ELSE 'drift' END,
+        groups_checked = v_result.groups_checked,
+        groups_mismatched = v_result.groups_mismatched,
+        groups_missing = v_result.groups_missing,
+        groups_extra = v_result.groups_extra,
+        groups_corrected = v_result.groups_corrected
+    WHERE run_id = v_result.run_id;
+    RETURN v_result;
+END;
+$function$;
+
+COMMENT ON FUNCTION tally.reconcile(text, boolean, jsonb, text, integer, boolean, text) IS
+'Compares a rollup with a recomputation from its source, logs differences and (optionally) corrects them';
