@@ -10,8 +10,8 @@ SET search_path = pg_catalog, pg_temp
 AS $function$
 BEGIN
     EXECUTE format('REVOKE SELECT, INSERT, UPDATE, DELETE ON tally.rollups, tally.rollup_keys, '
-                   'tally.rollup_measures, tally.rollup_sources, tally.change_feed, tally.runs, tally.reconciliation_log, tally.corrections FROM %s', p_role);
-    EXECUTE format('REVOKE SELECT ON tally.install_ledger, tally.settings FROM %s', p_role);
+                   'tally.rollup_measures, tally.rollup_sources, tally.change_feed, tally.runs, tally.reconciliation_log, tally.corrections, tally.backfill_batches FROM %s', p_role);
+    EXECUTE format('REVOKE SELECT ON tally.install_ledger, tally.settings, tally.backfill_progress FROM %s', p_role);
     EXECUTE format('REVOKE USAGE ON ALL SEQUENCES IN SCHEMA tally FROM %s', p_role);
     EXECUTE format('REVOKE EXECUTE ON ALL PROCEDURES IN SCHEMA tally FROM %s', p_role);
     EXECUTE format('REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA tally FROM %s', p_role);
