@@ -64,6 +64,8 @@ def _ledger_inserts(files: Sequence[SqlFile], version: str) -> str:
         "-- >>> pgtally install ledger: what a later `pgtally install` compares against\n"
         "INSERT INTO tally.install_ledger (file_name, file_kind, checksum, pgtally_version)\n"
         f"VALUES\n{rows};\n"
+        "-- >>> fingerprints of the functions as installed, for schema drift checks\n"
+        "SELECT tally.record_function_fingerprints();\n"
     )
 
 

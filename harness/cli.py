@@ -26,6 +26,9 @@ COMMANDS: dict[str, str] = {
     "build": "harness.commands.build",
     "server": "harness.commands.server",
     "demo": "harness.commands.demo",
+    "drift": "harness.commands.drift",
+    "reconcile": "harness.commands.reconcile",
+    "backfill": "harness.commands.backfill",
 }
 
 

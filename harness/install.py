@@ -182,6 +182,8 @@ def install(
         if applied and _function_exists(conn, "tally", "regenerate_all_rollups"):
             conn.execute("SELECT tally.regenerate_all_rollups()")
             regenerated = True
+        if applied and _function_exists(conn, "tally", "record_function_fingerprints"):
+            conn.execute("SELECT tally.record_function_fingerprints()")  # for schema drift checks
     return InstallResult(version, applied, regenerated)
 
 
