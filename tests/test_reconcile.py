@@ -210,3 +210,37 @@ def test_bad_reconcile_input_gets_a_clear_error(
     with pytest.raises(error):
         conn.execute(f"SELECT * FROM {call}")
     assert conn.execute("SELECT count(*) FROM tally.runs").fetchone() == (0,)
+
+
+def test_batched_reconcile_commits_per_key_range_and_finds_drift_everywhere(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute(
+        "CREATE TABLE public.costs (id bigserial PRIMARY KEY, at timestamptz NOT NULL, amount numeric NOT NULL, region text);"
+        "INSERT INTO public.costs (at, amount, region) SELECT timestamptz '2025-01-01' + g * interval '97 minutes', "
+        "g % 100, (ARRAY['eu', 'us', NULL])[1 + g % 3] FROM generate_series(1, 6000) AS g;"
+        "SELECT tally.create_rollup('daily_costs', source => 'public.costs', "
+        "group_by => ARRAY[$$day = (at AT TIME ZONE 'UTC')::date$$, 'region'], "
+        "measures => ARRAY['total = sum(amount)', 'peak = max(amount)']);"
+    )
+    conn.execute(
+        "DELETE FROM public.daily_costs WHERE day = '2025-01-01' AND region = 'eu'"
+    )  # before the first key
+    conn.execute("UPDATE public.daily_costs SET total = total + 1 WHERE day = '2025-02-03'")  # in the middle
+    conn.execute(
+        "DELETE FROM public.daily_costs WHERE day = (SELECT max(day) FROM public.daily_costs)"
+    )  # after the last
+    conn.execute(
+        "UPDATE public.daily_costs SET peak = -1 WHERE region IS NULL AND day = '2025-01-09'"
+    )  # NULL key
+    notices: list[str] = []
+    conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+    conn.execute("CALL tally.reconcile_batched('daily_costs', 50, true)")
+    runs = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'corrected') FROM tally.runs"
+    ).fetchone()
+    assert runs is not None and runs[0] >= 5 and runs[1] >= 3  # one run (and commit) per key range
+    assert notices[-1].endswith("groups drifted in all") and len(notices) == runs[0]
+    assert_exact(conn)
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        conn.execute("CALL tally.reconcile_batched('daily_costs', 0)")
