@@ -1,0 +1,1 @@
+"""Benchmarks: pgtally against the same workload with no maintenance, in one run."""
