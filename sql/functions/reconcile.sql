@@ -39,6 +39,7 @@ DECLARE
     v_headline name;
     v_group jsonb;
     v_key_order text;
+    v_join text;
 BEGIN
     SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
     IF NOT FOUND THEN
@@ -78,6 +79,12 @@ BEGIN
       AND NOT EXISTS (SELECT FROM tally.rollup_keys AS k WHERE k.rollup_name = p_rollup)
     ORDER BY c.measure_position LIMIT 1;
 
+    SELECT CASE WHEN bool_and(k.key_not_null) THEN string_agg(format('e.%1$I = s.%1$I', k.key_name), ' AND ')
+                ELSE format('%s = %s', tally.key_json_sql(p_rollup, 'e'), tally.key_json_sql(p_rollup, 's')) END
+    INTO v_join
+    FROM tally.rollup_keys AS k WHERE k.rollup_name = p_rollup;
+    v_join := coalesce(v_join, 'true');  -- a global rollup: one row on each side at most
+
     INSERT INTO tally.runs (rollup_name, run_kind, details)
     VALUES (p_rollup, 'reconcile', jsonb_strip_nulls(jsonb_build_object(
         'auto_correct', p_auto_correct, 'keys', p_keys, 'key_condition', p_key_condition, 'sample', p_sample)))
@@ -99,13 +106,19 @@ BEGIN
     EXECUTE format($sql$
         WITH stored AS MATERIALIZED (%1$s),
         expected AS MATERIALIZED (%2$s),
+        joined AS (
+            -- typed keys and whole rows: JSON is built only for the rows that differ
+            SELECT CASE WHEN s._tally_rows IS NULL THEN %3$s ELSE %5$s END AS group_key,
+                   s._tally_rows IS NULL AS missing, e._tally_rows IS NULL AS extra,
+                   e IS NOT DISTINCT FROM s AS same, e AS expected_record, s AS stored_record
+            FROM expected AS e
+            FULL JOIN stored AS s ON %6$s
+        ),
         compared AS (
-            SELECT coalesce(e.group_key, s.group_key) AS group_key,
-                   s.group_key IS NULL AS missing, e.group_key IS NULL AS extra,
-                   e.row_json AS expected_row, s.row_json AS stored_row
-            FROM (SELECT %3$s AS group_key, to_jsonb(a) AS row_json FROM expected AS a) AS e
-            FULL JOIN (SELECT %3$s AS group_key, to_jsonb(a) AS row_json FROM stored AS a) AS s
-                ON e.group_key = s.group_key
+            SELECT j.group_key, j.missing, j.extra,
+                   to_jsonb(j.expected_record) AS expected_row, to_jsonb(j.stored_record) AS stored_row
+            FROM joined AS j
+            WHERE NOT j.same OR $5
         ),
         judged AS (
             SELECT c.group_key, col AS column_name, c.expected_row -> col AS expected_value,
@@ -130,22 +143,27 @@ BEGIN
             WHERE j.status <> 'match' OR $5
             RETURNING 1
         )
-        SELECT count(DISTINCT group_key),
+        SELECT (SELECT count(*) FROM joined),
                count(DISTINCT group_key) FILTER (WHERE status = 'mismatch'),
                count(DISTINCT group_key) FILTER (WHERE status = 'missing'),
                count(DISTINCT group_key) FILTER (WHERE status = 'extra'),
-               (SELECT (actual_value #>> '{}')::numeric FROM judged WHERE column_name = $6 LIMIT 1),
-               (SELECT (expected_value #>> '{}')::numeric FROM judged WHERE column_name = $6 LIMIT 1),
+               (SELECT (stored_record).%7$I::numeric FROM joined LIMIT 1),
+               (SELECT (expected_record).%7$I::numeric FROM joined LIMIT 1),
                (SELECT count(*) FROM logged)
         FROM judged
         $sql$,
-        v_stored, v_expected, tally.key_json_sql(p_rollup, 'a'), p_rollup)
+        v_stored, v_expected, tally.key_json_sql(p_rollup, 'e'), p_rollup, tally.key_json_sql(p_rollup, 's'),
+        v_join, coalesce(v_headline, '_tally_rows'))
     INTO v_result.groups_checked, v_result.groups_mismatched, v_result.groups_missing, v_result.groups_extra,
          v_result.stored_value, v_result.recomputed_value, v_result.groups_corrected
-    USING v_compared_columns, v_result.run_id, p_keys, v_started, coalesce(p_log_matches, false), v_headline::text;
+    USING v_compared_columns, v_result.run_id, p_keys, v_started, coalesce(p_log_matches, false);
 
     v_result.rollup_name := p_rollup;
     v_result.in_sync := v_result.groups_mismatched + v_result.groups_missing + v_result.groups_extra = 0;
+    IF v_headline IS NULL THEN
+        v_result.stored_value := NULL;
+        v_result.recomputed_value := NULL;
+    END IF;
     v_result.discrepancy := v_result.recomputed_value - v_result.stored_value;
     v_result.groups_corrected := 0;
 
