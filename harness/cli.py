@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "build": "harness.commands.build",
     "server": "harness.commands.server",
     "demo": "harness.commands.demo",
+    "listen": "harness.commands.listen",
     "drift": "harness.commands.drift",
     "reconcile": "harness.commands.reconcile",
     "backfill": "harness.commands.backfill",
