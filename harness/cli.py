@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "drift": "harness.commands.drift",
     "reconcile": "harness.commands.reconcile",
     "backfill": "harness.commands.backfill",
+    "health": "harness.commands.health",
 }
 
 

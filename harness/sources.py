@@ -1,7 +1,7 @@
 """The SQL sources: versioned migrations and repeatable files, with checksums.
 
 Migrations: sql/migrations/V<NNNN>__<name>.sql, applied once in numeric order.
-Repeatables: sql/functions/*.sql then sql/triggers/*.sql, in file-name order,
+Repeatables: sql/functions/*.sql, sql/views/*.sql, then sql/triggers/*.sql, in file-name order,
 re-applied when their checksum differs from the ledger.
 A file's name in the ledger is its path relative to sql/, e.g. functions/x.sql.
 """
@@ -19,7 +19,7 @@ from harness.paths import SQL_DIR
 Kind = Literal["migration", "repeatable"]
 
 MIGRATION_RE = re.compile(r"^V(?P<number>\d+)__(?P<name>\w+)\.sql$")
-REPEATABLE_DIRS = ("functions", "triggers")
+REPEATABLE_DIRS = ("functions", "views", "triggers")
 
 
 class SourceError(Exception):

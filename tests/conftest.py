@@ -146,18 +146,46 @@ def _cron_watches(admin: str) -> bool:
         return bool(row and row[0] == CRON_DB)
 
 
+def _empty_public_schema(conn: psycopg.Connection[Any]) -> None:
+    """Drop what earlier tests left in schema public, except extension members: pg_cron's
+    extension is recorded in schema public, so DROP SCHEMA public CASCADE would drop it."""
+    not_extension = "NOT EXISTS (SELECT FROM pg_depend AS d WHERE d.objid = o.oid AND d.deptype = 'e')"
+    relations = conn.execute(
+        "SELECT CASE o.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END, "
+        "o.oid::regclass::text FROM pg_class AS o "
+        f"WHERE o.relnamespace = 'public'::regnamespace AND o.relkind IN ('r', 'p', 'v', 'm') AND {not_extension}"
+    ).fetchall()
+    functions = conn.execute(
+        "SELECT CASE o.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, o.oid::regprocedure::text "
+        f"FROM pg_proc AS o WHERE o.pronamespace = 'public'::regnamespace AND {not_extension}"
+    ).fetchall()
+    for kind, name in relations + functions:
+        conn.execute(f"DROP {kind} IF EXISTS {name} CASCADE")  # names come quoted from regclass/regprocedure
+
+
 @pytest.fixture
 def cron_db_dsn(pg_server: str) -> Iterator[str]:
-    """Database pgtally_cron (the one pg_cron watches), recreated with pg_cron + pgtally.
+    """Database pgtally_cron (the one pg_cron watches), emptied and given pg_cron + pgtally.
 
-    Skips when the server does not preload pg_cron for that database.
+    Never dropped once created: dropping it terminates pg_cron's scheduler, which does not
+    come back until the server restarts. Emptied instead (jobs, their runs, schemas tally
+    and public). Skips when the server does not preload pg_cron for that database.
     """
     if not _cron_watches(pg_server):
         pytest.skip(f"pg_cron is not preloaded with cron.database_name = {CRON_DB}")
-    support.drop_database(pg_server, CRON_DB)
-    dsn = support.create_database(pg_server, CRON_DB)
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (CRON_DB,)).fetchone()
+    dsn = (
+        support.with_params(pg_server, dbname=CRON_DB)
+        if exists
+        else support.create_database(pg_server, CRON_DB)
+    )
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION pg_cron")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        conn.execute("SELECT cron.unschedule(jobid) FROM cron.job")
+        conn.execute("DELETE FROM cron.job_run_details")
+        conn.execute("DROP SCHEMA IF EXISTS tally CASCADE")
+        _empty_public_schema(conn)
         install.install(conn)
     yield dsn
     with psycopg.connect(dsn, autocommit=True) as conn:  # no job may outlive its test

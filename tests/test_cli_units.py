@@ -35,4 +35,4 @@ def test_sources_are_migrations_in_number_order_then_repeatables() -> None:
     numbers = [int(f.path.name[1:].split("__")[0]) for f in migrations()]
     assert numbers == sorted(numbers)
     kinds = [f.name.split("/")[0] for f in repeatables()]
-    assert kinds == sorted(kinds, key=["functions", "triggers"].index)
+    assert kinds == sorted(kinds, key=["functions", "views", "triggers"].index)

@@ -62,6 +62,7 @@ def test_tally_schema_without_ledger_is_refused(empty_dsn: str) -> None:
 def test_failed_install_leaves_nothing_behind(empty_dsn: str, tmp_path: Any) -> None:
     (tmp_path / "migrations").mkdir()
     (tmp_path / "functions").mkdir()
+    (tmp_path / "views").mkdir()
     (tmp_path / "triggers").mkdir()
     good = migrations()[0]
     (tmp_path / "migrations" / good.path.name).write_bytes(good.path.read_bytes())

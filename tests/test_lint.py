@@ -72,6 +72,13 @@ def _plpgsql_functions(
     ).fetchall()
 
 
+def _is_optional_pg_cron_object(message: str, sqlstate: str) -> bool:
+    """pg_cron is optional and lives in one database only: pgtally reaches cron.* through
+    dynamic SQL guarded by to_regclass, which plpgsql_check still resolves here (no pg_cron
+    in the lint database). Such "does not exist" errors are expected; nothing else is."""
+    return sqlstate in ("42P01", "42883", "3F000") and ('"cron.' in message or 'schema "cron"' in message)
+
+
 def test_plpgsql_check_finds_no_error_in_any_tally_function(
     conn: psycopg.Connection[Any],
 ) -> None:
@@ -93,7 +100,7 @@ def test_plpgsql_check_finds_no_error_in_any_tally_function(
         problems += [
             f"{signature} line {lineno}: {message} ({sqlstate})"
             for level, message, lineno, sqlstate in rows
-            if level == "error"
+            if level == "error" and not _is_optional_pg_cron_object(message, sqlstate)
         ]
     assert problems == []
     # TODO(lead): trigger functions attached to no table (installed by sql/triggers)

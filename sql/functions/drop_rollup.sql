@@ -1,8 +1,9 @@
 -- tally.drop_rollup(p_rollup text, p_keep_stats boolean DEFAULT false) RETURNS void
 --
 -- Removes a rollup: its catalogue rows, its part of the source's generated triggers
--- (regenerated for the rollups that remain, or removed with the last one) and its stats
--- table unless p_keep_stats.
+-- (regenerated for the rollups that remain, or removed with the last one), its scheduled
+-- jobs (pg_cron jobs included), pending invalidations and its stats table unless
+-- p_keep_stats.
 -- Only a member of the source table's owner role may drop it.
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.drop_rollup(p_rollup text, p_keep_stats boolean DEFAULT FALSE)
@@ -25,6 +26,8 @@ BEGIN
     END IF;
 
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_rollup.source_table);
+    PERFORM tally.unschedule(p_rollup, j.job_kind) FROM tally.scheduled_jobs AS j WHERE j.rollup_name = p_rollup;
+    DELETE FROM tally.invalidations WHERE rollup_name = p_rollup;
     DELETE FROM tally.rollups WHERE rollup_name = p_rollup;
     PERFORM tally.install_maintenance(v_rollup.source_table);
     IF NOT coalesce(p_keep_stats, false) THEN

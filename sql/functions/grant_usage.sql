@@ -15,8 +15,9 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA tally TO %s', p_role);
     EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tally TO %s', p_role);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON tally.rollups, tally.rollup_keys, '
-                   'tally.rollup_measures, tally.rollup_sources, tally.change_feed, tally.runs, tally.reconciliation_log, tally.corrections, tally.backfill_batches TO %s', p_role);
-    EXECUTE format('GRANT SELECT ON tally.install_ledger, tally.settings, tally.backfill_progress TO %s', p_role);
+                   'tally.rollup_measures, tally.rollup_sources, tally.change_feed, tally.runs, tally.reconciliation_log, tally.corrections, tally.backfill_batches, '
+                   'tally.scheduled_jobs, tally.deferred_rollups, tally.invalidations, tally.bucket_state, tally.refresh_requests TO %s', p_role);
+    EXECUTE format('GRANT SELECT ON tally.install_ledger, tally.settings, tally.backfill_progress, tally.dead_letters, tally.jobs TO %s', p_role);
     EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA tally TO %s', p_role);
     EXECUTE format('GRANT EXECUTE ON ALL PROCEDURES IN SCHEMA tally TO %s', p_role);
 END;

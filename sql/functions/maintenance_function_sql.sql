@@ -11,6 +11,8 @@
 --   3. groups left with no matching source row are deleted;
 --   4. min/max whose current extreme was removed are recomputed from the source for the
 --      affected groups only.
+-- A rollup in deferred mode (tally.deferred_rollups) gets none of 2-4: its changed group
+-- keys are appended to tally.invalidations instead, for its refresh job.
 -- Security: invoker (the generated function is SECURITY DEFINER, owned by the source
 -- table's owner, so writers of the source need no privilege on the stats tables).
 -- Since: 0.1.0
@@ -200,7 +202,42 @@ $code$,
                                    ELSE 'e' || array_position(v_row_expressions, v_rollup.row_filter) END;
         v_changes := v_changes
             || format('-- rollup %s', v_rollup.rollup_name)
-            || format('count(*) FILTER (WHERE %s) AS %s_touched', v_rollup_condition, v_prefix)
+            || format('count(*) FILTER (WHERE %s) AS %s_touched', v_rollup_condition, v_prefix);
+
+        IF EXISTS (SELECT FROM tally.deferred_rollups AS d WHERE d.rollup_name = v_rollup.rollup_name) THEN
+            -- deferred mode: no stats row is touched; the changed groups are recorded for
+            -- the refresh job (insert-only, de-duplicated when refreshed)
+            v_upserts := v_upserts || format(
+E'upsert_%1$s AS (\n'
+'        -- rollup %1$s (deferred): record the changed groups for its refresh job\n'
+'        INSERT INTO tally.invalidations (rollup_name, group_key)\n'
+'        SELECT %2$L, %3$s\n'
+'        FROM changes AS c\n'
+'        WHERE %4$sc.%5$s_touched > 0%6$s\n'
+'        RETURNING 1\n'
+'    )',
+                v_rollup.rollup_name, v_rollup.rollup_name,
+                coalesce((SELECT 'jsonb_build_object(' || string_agg(
+                              format('%L, c.k%s', k.key_name, array_position(v_key_expressions, k.key_expression)),
+                              ', ' ORDER BY k.key_position) || ')'
+                          FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup.rollup_name),
+                         '''{}''::jsonb'),
+                CASE WHEN cardinality(v_sets) > 1
+                     THEN format('c.grouping_set = %s AND ', tally.grouping_value(
+                            string_to_array(nullif(v_sets[v_rollup_sets[v_rollup_index]], ''), ',')::integer[],
+                            cardinality(v_key_expressions)))
+                     ELSE '' END,
+                v_prefix,
+                CASE WHEN v_skip_check THEN format(' AND v_relevant_rollups LIKE %L', '%,' || v_rollup.rollup_name || ',%')
+                     ELSE '' END);
+            v_declares := v_declares || format('v_%s_changed bigint;  -- groups of rollup %s invalidated',
+                                               v_prefix, v_rollup.rollup_name);
+            v_finals := v_finals || format('(SELECT count(*) FROM upsert_%s)', v_rollup.rollup_name);
+            v_final_targets := v_final_targets || format('v_%s_changed', v_prefix);
+            CONTINUE;
+        END IF;
+
+        v_changes := v_changes
             || format('%s AS %s_rows', tally.signed_count_sql(p_event, v_rollup_condition), v_prefix);
 
         v_insert_columns := '{}';

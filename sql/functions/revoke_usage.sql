@@ -10,8 +10,9 @@ SET search_path = pg_catalog, pg_temp
 AS $function$
 BEGIN
     EXECUTE format('REVOKE SELECT, INSERT, UPDATE, DELETE ON tally.rollups, tally.rollup_keys, '
-                   'tally.rollup_measures, tally.rollup_sources, tally.change_feed, tally.runs, tally.reconciliation_log, tally.corrections, tally.backfill_batches FROM %s', p_role);
-    EXECUTE format('REVOKE SELECT ON tally.install_ledger, tally.settings, tally.backfill_progress FROM %s', p_role);
+                   'tally.rollup_measures, tally.rollup_sources, tally.change_feed, tally.runs, tally.reconciliation_log, tally.corrections, tally.backfill_batches, '
+                   'tally.scheduled_jobs, tally.deferred_rollups, tally.invalidations, tally.bucket_state, tally.refresh_requests FROM %s', p_role);
+    EXECUTE format('REVOKE SELECT ON tally.install_ledger, tally.settings, tally.backfill_progress, tally.dead_letters, tally.jobs FROM %s', p_role);
     EXECUTE format('REVOKE USAGE ON ALL SEQUENCES IN SCHEMA tally FROM %s', p_role);
     EXECUTE format('REVOKE EXECUTE ON ALL PROCEDURES IN SCHEMA tally FROM %s', p_role);
     EXECUTE format('REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA tally FROM %s', p_role);
