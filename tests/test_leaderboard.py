@@ -285,3 +285,34 @@ def test_top_and_rank_use_the_rank_index_on_100k_groups(conn: psycopg.Connection
     assert bottom[-1][3] is True
     for r in first:
         assert rank(conn, "player_points", "points", json.dumps(r[1]))[0][:3] == r
+
+
+def test_a_read_only_role_granted_read_uses_top_and_rank_and_nothing_else(
+    s1: psycopg.Connection[Any], dsn_for: Any
+) -> None:
+    s1.execute("DROP ROLE IF EXISTS board_reader")
+    s1.execute("CREATE ROLE board_reader LOGIN")
+    try:
+        with psycopg.connect(dsn_for("board_reader"), autocommit=True) as reader:
+            with pytest.raises(errors.InsufficientPrivilege):
+                top(reader, "user_emissions", "total_emissions_lbs")
+            assert s1.execute("SELECT tally.grant_read('board_reader', 'user_emissions')").fetchone() == (1,)
+            assert [row[0] for row in top(reader, "user_emissions", "total_emissions_lbs")] == [1, 2, 3]
+            assert rank(reader, "user_emissions", "total_emissions_lbs", user_key(USER[1]))[0][0] == 3
+            # the catalogue shows it only the rollups whose stats it may read
+            visible = reader.execute("SELECT rollup_name FROM tally.rollups").fetchall()
+            assert visible == [("user_emissions",)]
+            with pytest.raises(errors.UndefinedObject):
+                top(reader, "global_emissions", "total_lbs_saved")
+            with pytest.raises(errors.InsufficientPrivilege):
+                reader.execute("UPDATE public.user_emissions SET total_emissions_lbs = 0")
+            with pytest.raises(errors.InsufficientPrivilege):
+                reader.execute("UPDATE tally.rollups SET row_filter = 'true'")
+            assert s1.execute("SELECT tally.revoke_read('board_reader')").fetchone() == (2,)
+            with pytest.raises(errors.InsufficientPrivilege):
+                top(reader, "user_emissions", "total_emissions_lbs")
+        with pytest.raises(errors.UndefinedObject):
+            s1.execute("SELECT tally.grant_read('no_such_role_here')")
+    finally:
+        s1.execute("DROP OWNED BY board_reader")
+        s1.execute("DROP ROLE board_reader")

@@ -33,16 +33,15 @@ COMMENT ON TABLE tally.deferred_rollups IS
 'Rollups in deferred mode: writers record changed groups, a refresh job recomputes them; optional day bucket key';
 
 CREATE TABLE tally.invalidations (
-    invalidation_id bigserial PRIMARY KEY,
     rollup_name text NOT NULL,
     group_key jsonb NOT NULL,
     invalidated_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
 );
 
+-- No key and no index: the write path only appends a heap row (no sequence, no index
+-- entry); the refresh reads and deletes a rollup's pending rows in one scan.
 COMMENT ON TABLE tally.invalidations IS
 'Groups of deferred rollups changed since their last refresh (insert-only; de-duplicated by the refresh)';
-
-CREATE INDEX invalidations_rollup_idx ON tally.invalidations (rollup_name);
 
 CREATE TABLE tally.bucket_state (
     rollup_name text NOT NULL REFERENCES tally.rollups ON DELETE CASCADE,
