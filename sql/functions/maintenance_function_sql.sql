@@ -31,6 +31,9 @@ DECLARE
     v_rollup_names text[] := '{}';
     v_key_expressions text[] := '{}';
     v_row_expressions text[] := '{}';
+    v_row_filters text[] := '{}';      -- the distinct row filters of the rollups
+    v_every_rollup_filtered boolean := true;
+    v_inner_filter text := '';
     v_sets text[] := '{}';
     v_rollup_sets integer[] := '{}';
     v_rollup_keys integer[];
@@ -136,6 +139,11 @@ $code$,
         IF v_rollup.row_filter IS NOT NULL AND NOT v_rollup.row_filter = ANY (v_row_expressions) THEN
             v_row_expressions := v_row_expressions || v_rollup.row_filter;
         END IF;
+        IF v_rollup.row_filter IS NULL THEN
+            v_every_rollup_filtered := false;
+        ELSIF NOT v_rollup.row_filter = ANY (v_row_filters) THEN
+            v_row_filters := v_row_filters || v_rollup.row_filter;
+        END IF;
         v_row_expressions := v_row_expressions || ARRAY(
             SELECT e FROM (
                 SELECT m.argument_expression AS e, m.measure_position * 2 AS o
@@ -165,13 +173,19 @@ $code$,
     FOR i IN 1 .. cardinality(v_row_expressions) LOOP
         v_inner_columns := v_inner_columns || format('(%s) AS e%s', v_row_expressions[i], i);
     END LOOP;
+    -- When every rollup has a row filter, rows matching none of them change nothing: they
+    -- are left out before the aggregation (NULL counts as false, as in the FILTERs).
+    IF v_every_rollup_filtered THEN
+        v_inner_filter := E'\n            WHERE ' || (SELECT string_agg(format('(%s)', f), ' OR ' ORDER BY o)
+                                                  FROM unnest(v_row_filters) WITH ORDINALITY AS u(f, o));
+    END IF;
     v_inner := CASE p_event
-        WHEN 'insert' THEN format(E'SELECT %s\n            FROM tally_new_rows',
-                                  array_to_string(v_inner_columns, E',\n                   '))
-        WHEN 'delete' THEN format(E'SELECT %s\n            FROM tally_old_rows',
-                                  array_to_string(v_inner_columns, E',\n                   '))
-        ELSE format(E'SELECT 1 AS change_sign, %1$s\n            FROM tally_new_rows\n            UNION ALL\n            SELECT -1, %1$s\n            FROM tally_old_rows',
-                    array_to_string(v_inner_columns, E',\n                   '))
+        WHEN 'insert' THEN format(E'SELECT %s\n            FROM tally_new_rows%s',
+                                  array_to_string(v_inner_columns, E',\n                   '), v_inner_filter)
+        WHEN 'delete' THEN format(E'SELECT %s\n            FROM tally_old_rows%s',
+                                  array_to_string(v_inner_columns, E',\n                   '), v_inner_filter)
+        ELSE format(E'SELECT 1 AS change_sign, %1$s\n            FROM tally_new_rows%2$s\n            UNION ALL\n            SELECT -1, %1$s\n            FROM tally_old_rows%2$s',
+                    array_to_string(v_inner_columns, E',\n                   '), v_inner_filter)
     END;
 
     IF cardinality(v_sets) > 1 THEN
