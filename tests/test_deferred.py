@@ -334,3 +334,30 @@ def test_a_deferred_rollup_without_buckets_refreshes_its_invalidated_groups(
         "SELECT org_id, status, n, heaviest FROM public.loads_by_org ORDER BY 1, 2"
     ).fetchall()
     assert pending_rows == stored == [(1, "done", 1, 5), (2, "done", 1, 1), (None, "open", 2, 9)]
+
+
+def test_groups_with_a_null_day_are_a_bucket_of_their_own(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        """
+        CREATE TABLE public.tasks (id bigserial PRIMARY KEY, done_at timestamptz, points numeric NOT NULL);
+        SELECT tally.create_rollup('daily_points', source => 'public.tasks',
+            group_by => ARRAY[$$day = (done_at AT TIME ZONE 'UTC')::date$$], measures => ARRAY['total = sum(points)']);
+        """
+    )
+    clock(conn, "2025-03-01 09:00+00")
+    conn.execute("""SELECT tally.set_mode('daily_points', 'deferred', '{"bucket": "day"}')""")
+    conn.execute(
+        "INSERT INTO public.tasks (done_at, points) VALUES (NULL, 3), (NULL, 4), "
+        "('2025-03-01 10:00+00', 5), ('2025-03-02 10:00+00', 6)"
+    )
+    clock(conn, "2025-03-02 11:00+00")
+    conn.execute("CALL tally.run_job('daily_points', 'refresh')")
+    rows = conn.execute("SELECT day, total FROM public.daily_points ORDER BY day NULLS FIRST").fetchall()
+    # the unfinished day (today) waits; the NULL day and yesterday do not
+    assert rows == [(None, 7), (date(2025, 3, 1), 5)]
+    pending_days = conn.execute("SELECT group_key ->> 'day' FROM tally.invalidations").fetchall()
+    assert pending_days == [("2025-03-02",)]
+    steps = conn.execute(
+        "SELECT bucket, status, verified FROM tally.runs WHERE run_kind = 'refresh' ORDER BY bucket NULLS FIRST"
+    ).fetchall()
+    assert steps == [(None, "done", True), (date(2025, 3, 1), "done", True)]

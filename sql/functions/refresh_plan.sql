@@ -9,6 +9,7 @@
 --     finalised since the rollup became deferred, e.g. after an outage: recomputed whole
 --     ("full"), then marked finalised;
 --   - never today's (incomplete) bucket or a later one, unless include_current;
+--   - the groups whose day key is NULL, when pending, as a bucket of their own (null);
 --   - never a dead-lettered day, nor one waiting for its retry (next_attempt_at).
 -- Older unfinalised days are reported in the run's details and on tally_operations, not
 -- filled. With only_requested and no pending request, returns an empty plan (idle).
@@ -76,12 +77,12 @@ BEGIN
             )
             SELECT coalesce(jsonb_agg(jsonb_build_object(
                        'bucket', c.bucket,
-                       'full', c.bucket < v_today AND c.bucket >= v_since AND b.finalised_at IS NULL)
+                       'full', coalesce(c.bucket < v_today AND c.bucket >= v_since AND b.finalised_at IS NULL, false))
                        ORDER BY c.bucket), '[]')
             INTO v_plan
             FROM candidate AS c
             LEFT JOIN tally.bucket_state AS b ON b.rollup_name = v_run.rollup_name AND b.bucket = c.bucket
-            WHERE (c.bucket < v_today OR v_include_current)
+            WHERE (c.bucket IS NULL OR c.bucket < v_today OR v_include_current)
               AND b.dead_lettered_at IS NULL
               AND (b.next_attempt_at IS NULL OR b.next_attempt_at <= v_now);
 

@@ -1,17 +1,19 @@
 -- tally.refresh_step(p_run_id bigint, p_bucket date, p_full boolean) RETURNS text
 --
 -- One step of a refresh job run (p_run_id): recomputes one day bucket of a deferred
--- rollup (p_bucket; NULL for a rollup without buckets) in its own subtransaction, so a
--- failing bucket never blocks the next. It takes the bucket's transaction-level
--- advisory lock (skips it when another session holds it), removes the bucket's pending
+-- rollup (p_bucket; NULL for a rollup without buckets, or for the groups whose day key is
+-- NULL) in its own subtransaction, so a failing bucket never blocks the next. It takes
+-- the bucket's transaction-level advisory lock (skips it when another session holds it),
+-- then ROW EXCLUSIVE on the source (source before stats, as writers and TRUNCATE lock;
+-- skips when set_mode made the rollup immediate meanwhile), removes the bucket's pending
 -- invalidations and recomputes their groups (or, with p_full, the whole bucket), then
 -- verifies the written groups against the source with tally.reconcile: a difference
 -- that no newer invalidation explains is flagged (verified = false on the step's run and
--- the bucket, event refresh_mismatch on tally_operations). A finished bucket of the past
+-- the bucket, event refresh_mismatch on tally_operations). A past bucket recomputed whole
 -- is marked finalised. On error: the work is undone, the step's run records the error
 -- and SQLSTATE, and the bucket waits job_retry_backoff * 2^(attempt-1) before its next
 -- attempt; after job_retry_limit attempts it is dead-lettered (tally.dead_letters,
--- event bucket_dead_lettered). Returns 'done', 'failed', 'dead_letter' or 'locked'.
+-- event bucket_dead_lettered). Returns 'done', 'failed', 'dead_letter', 'locked' or 'skipped'.
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.refresh_step(p_run_id bigint, p_bucket date, p_full boolean)
 RETURNS text
@@ -21,7 +23,9 @@ AS $function$
 DECLARE
     v_job tally.runs%ROWTYPE;
     v_rollup text;
+    v_source regclass;
     v_bucket_key name;
+    v_pending_condition text;
     v_now timestamptz := tally.now();
     v_today date := (tally.now() AT TIME ZONE 'UTC')::date;
     v_keys jsonb[];
@@ -38,7 +42,7 @@ DECLARE
 BEGIN
     SELECT * INTO STRICT v_job FROM tally.runs WHERE run_id = p_run_id;
     v_rollup := v_job.rollup_name;
-    SELECT d.bucket_key INTO v_bucket_key FROM tally.deferred_rollups AS d WHERE d.rollup_name = v_rollup;
+    SELECT r.source_table INTO v_source FROM tally.rollups AS r WHERE r.rollup_name = v_rollup;
     v_attempt := coalesce((SELECT b.attempts FROM tally.bucket_state AS b
                            WHERE b.rollup_name = v_rollup AND b.bucket = p_bucket), 0) + 1;
     IF NOT pg_try_advisory_xact_lock(hashtextextended(format('pgtally:%s:bucket:%s', v_rollup, p_bucket), 0)) THEN
@@ -53,14 +57,27 @@ BEGIN
     RETURNING run_id INTO v_step_id;
 
     BEGIN
-        WITH d AS (
-            DELETE FROM tally.invalidations AS i
-            WHERE i.rollup_name = v_rollup
-              AND (p_bucket IS NULL OR (i.group_key ->> v_bucket_key)::date = p_bucket)
-            RETURNING i.group_key
-        )
-        SELECT array_agg(DISTINCT d.group_key) INTO v_keys FROM d;
-        IF p_full THEN
+        -- Source before stats, the order writers and TRUNCATE lock in (no deadlock with a
+        -- TRUNCATE of the source); it also waits for a set_mode in progress. ROW EXCLUSIVE
+        -- blocks neither writers nor readers.
+        EXECUTE format('LOCK TABLE %s IN ROW EXCLUSIVE MODE', v_source);
+        SELECT d.bucket_key INTO v_bucket_key FROM tally.deferred_rollups AS d WHERE d.rollup_name = v_rollup;
+        IF NOT FOUND THEN
+            UPDATE tally.runs SET status = 'skipped', finished_at = clock_timestamp(),
+                                  details = details || '{"reason": "the rollup is no longer deferred"}'
+            WHERE run_id = v_step_id;
+            RETURN 'skipped';
+        END IF;
+        -- this step's invalidations: its day (a NULL day is a bucket of its own), or all
+        -- of them for a rollup without buckets
+        v_pending_condition := CASE
+            WHEN v_bucket_key IS NULL THEN 'true'
+            WHEN p_bucket IS NULL THEN format('i.group_key ->> %L IS NULL', v_bucket_key)
+            ELSE format('(i.group_key ->> %L)::date = %L::date', v_bucket_key, p_bucket) END;
+        EXECUTE format('WITH d AS (DELETE FROM tally.invalidations AS i WHERE i.rollup_name = $1 AND %s '
+                       'RETURNING i.group_key) SELECT array_agg(DISTINCT d.group_key) FROM d', v_pending_condition)
+        INTO v_keys USING v_rollup;
+        IF p_full AND p_bucket IS NOT NULL THEN
             v_written := tally.refresh_groups(v_rollup, NULL, p_bucket);
         ELSE
             v_written := tally.refresh_groups(v_rollup, v_keys);
@@ -69,16 +86,17 @@ BEGIN
         -- verify what was written, in a new snapshot
         IF p_bucket IS NOT NULL THEN
             v_condition := format('%I = %L', v_bucket_key, p_bucket);
+        ELSIF v_bucket_key IS NOT NULL THEN
+            v_condition := format('%I IS NULL', v_bucket_key);
         ELSIF EXISTS (SELECT FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup) THEN
             v_condition := format('%s = ANY (%L::jsonb[])', tally.key_json_sql(v_rollup, 'a'), coalesce(v_keys, '{}'));
         END IF;
         v_check := tally.reconcile(v_rollup, p_key_condition => v_condition,
                                    p_reason => format('verification of refresh run %s', v_step_id));
         -- a source write committed since the refresh has its own invalidation: not a failure
-        v_verified := v_check.in_sync OR EXISTS (
-            SELECT FROM tally.invalidations AS i
-            WHERE i.rollup_name = v_rollup
-              AND (p_bucket IS NULL OR (i.group_key ->> v_bucket_key)::date = p_bucket));
+        EXECUTE format('SELECT $1 OR EXISTS (SELECT FROM tally.invalidations AS i WHERE i.rollup_name = $2 AND %s)',
+                       v_pending_condition)
+        INTO v_verified USING v_check.in_sync, v_rollup;
         IF NOT v_verified THEN
             PERFORM pg_notify('tally_operations', jsonb_build_object(
                 'event', 'refresh_mismatch', 'rollup', v_rollup, 'bucket', p_bucket, 'run_id', v_step_id,
@@ -87,7 +105,8 @@ BEGIN
 
         IF p_bucket IS NOT NULL THEN
             INSERT INTO tally.bucket_state AS b (rollup_name, bucket, finalised_at, verified, attempts, last_run_id)
-            VALUES (v_rollup, p_bucket, CASE WHEN p_bucket < v_today THEN v_now END, v_verified, 0, v_step_id)
+            VALUES (v_rollup, p_bucket, CASE WHEN p_full AND p_bucket < v_today THEN v_now END, v_verified, 0,
+                    v_step_id)
             ON CONFLICT (rollup_name, bucket) DO UPDATE SET
                 finalised_at = coalesce(b.finalised_at, excluded.finalised_at),
                 verified = excluded.verified, attempts = 0, next_attempt_at = NULL,

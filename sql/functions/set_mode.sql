@@ -9,7 +9,7 @@
 -- today's bucket on scheduled runs; default false) and catch_up_days (default the
 -- catch_up_days setting, 7). The source's triggers are regenerated under a lock that
 -- blocks its writers; switching back to immediate first applies what is pending, so the
--- stats are exact when it returns. Returns the mode now in force.
+-- stats are exact when it returns, and removes the rollup's refresh job. Returns the mode now in force.
 -- Security: invoker (owner of the source). Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.set_mode(p_rollup text, p_mode text, p_options jsonb DEFAULT '{}')
 RETURNS text
@@ -65,6 +65,10 @@ BEGIN
         PERFORM tally.refresh_groups(p_rollup, v_keys);
         DELETE FROM tally.deferred_rollups WHERE rollup_name = p_rollup;
         DELETE FROM tally.bucket_state WHERE rollup_name = p_rollup;
+        IF EXISTS (SELECT FROM tally.scheduled_jobs AS j WHERE j.job_name = format('pgtally:%s:refresh', p_rollup)) THEN
+            PERFORM tally.unschedule(p_rollup, 'refresh');
+            RAISE NOTICE 'rollup "%" is immediate again: its refresh job was removed', p_rollup;
+        END IF;
     END IF;
     PERFORM tally.install_maintenance(v_rollup.source_table);
     RETURN p_mode;
