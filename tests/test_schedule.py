@@ -37,6 +37,8 @@ def test_schedule_rejects_unknown_jobs_options_and_non_deferred_refresh(
 ) -> None:
     conn.execute(ROLLUP)
     with pytest.raises(psycopg.errors.InvalidParameterValue):
+        conn.execute("SELECT tally.schedule('daily_costs', 'vacuum', '5 0 * * *')")
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="no slots"):
         conn.execute("SELECT tally.schedule('daily_costs', 'compact', '5 0 * * *')")
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         conn.execute("""SELECT tally.schedule('daily_costs', 'reconcile', '5 0 * * *', '{"fix": true}')""")

@@ -30,11 +30,15 @@ BEGIN
 
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_rollup.source_table);
     -- the plan's key condition (over key columns) narrows both sides, the NULL-key batch too
-    EXECUTE format('DELETE FROM %s AS s WHERE %s AND (%s)', v_rollup.stats_table,
+    -- a rollup with slots: the batch's groups become one row each, in slot 0
+    EXECUTE format('DELETE FROM %s AS s WHERE %s AND (%s)', coalesce(v_rollup.slot_table, v_rollup.stats_table),
                    CASE WHEN v_has_keys THEN tally.key_range_sql(p_rollup, 'stats') ELSE 'true' END,
                    coalesce(v_batch.key_condition, 'true'))
     USING v_batch.lower_key, v_batch.upper_key, v_batch.null_keys;
-    EXECUTE format('INSERT INTO %s (%s) SELECT * FROM (%s) AS recomputed WHERE %s', v_rollup.stats_table, v_columns,
+    EXECUTE format('INSERT INTO %s (%s) SELECT recomputed.*%s FROM (%s) AS recomputed WHERE %s',
+                   coalesce(v_rollup.slot_table, v_rollup.stats_table),
+                   v_columns || CASE WHEN v_rollup.slot_table IS NOT NULL THEN ', _tally_slot' ELSE '' END,
+                   CASE WHEN v_rollup.slot_table IS NOT NULL THEN ', 0' ELSE '' END,
                    tally.recompute_sql(p_rollup,
                        CASE WHEN v_has_keys THEN tally.key_range_sql(p_rollup, 'source') END),
                    coalesce(v_batch.key_condition, 'true'))

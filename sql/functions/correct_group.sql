@@ -6,8 +6,13 @@
 -- deletes it when the group has no rows). A writer whose source change is not committed
 -- yet is not in the recomputation and not in the stored row either; it applies its own
 -- delta after the lock is released, so nothing is lost or counted twice. Works for every
--- measure, min and max included. Each changed column is recorded in tally.corrections.
--- Returns the number of columns changed.
+-- measure, min and max included. A rollup with slots (tally.set_slots) is corrected by
+-- adding the difference to slot 0: the group's existing slot rows are locked, the stored
+-- group (all slots) and its recomputation are read in one snapshot, and a writer adding
+-- to a new slot row meanwhile is in neither. Corrections of one slotted rollup take turns
+-- (an advisory lock), as two of them could otherwise both add the same difference.
+-- Each changed column is recorded in tally.corrections. Returns the number of columns
+-- changed.
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.correct_group(p_rollup text, p_group_key jsonb, p_run_id bigint, p_reason text)
 RETURNS integer
@@ -16,6 +21,8 @@ SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
     v_stats regclass;
+    v_slot_table regclass;
+    v_difference jsonb;
     v_columns text;
     v_stats_condition text := tally.group_condition_sql(p_rollup, 'stats', '$1');
     v_recompute text := tally.recompute_sql(p_rollup, tally.group_condition_sql(p_rollup, 'source', '$1'));
@@ -25,11 +32,42 @@ DECLARE
     v_changed integer;
     v_attempt integer := 0;
 BEGIN
-    SELECT r.stats_table INTO v_stats FROM tally.rollups AS r WHERE r.rollup_name = p_rollup;
+    SELECT r.stats_table, r.slot_table INTO v_stats, v_slot_table FROM tally.rollups AS r WHERE r.rollup_name = p_rollup;
     SELECT string_agg(quote_ident(c.column_name), ', ') INTO v_columns
     FROM tally.stats_columns(p_rollup) AS c WHERE c.recompute_expression IS NOT NULL;
 
+    IF v_slot_table IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended('pgtally:slot 0:' || p_rollup, 0));
+        EXECUTE format('SELECT count(*) FROM (SELECT FROM %s AS s WHERE %s FOR UPDATE) AS locked',
+                       v_slot_table, v_stats_condition)
+        USING p_group_key;
+        EXECUTE format('SELECT (SELECT to_jsonb(s) FROM %s AS s WHERE %s), (SELECT to_jsonb(r) FROM (%s) AS r)',
+                       v_stats, v_stats_condition, v_recompute)
+        INTO v_before, v_after USING p_group_key;
+        IF v_before IS NULL AND v_after IS NULL THEN
+            RETURN 0;
+        END IF;
+        SELECT jsonb_object_agg(c.column_name, CASE
+                   WHEN c.column_role = 'key' THEN coalesce(v_after, v_before) -> c.column_name
+                   ELSE to_jsonb(coalesce((v_after ->> c.column_name)::numeric, 0)
+                                 - coalesce((v_before ->> c.column_name)::numeric, 0)) END)
+        INTO v_difference
+        FROM tally.stats_columns(p_rollup) AS c WHERE c.recompute_expression IS NOT NULL;
+        EXECUTE format('INSERT INTO %1$s AS s (%2$s, _tally_slot) '
+                       'SELECT %2$s, 0 FROM pg_catalog.jsonb_populate_record(NULL::%1$s, $1) '
+                       'ON CONFLICT (%3$s_tally_slot) DO UPDATE SET %4$s',
+                       v_slot_table, v_columns,
+                       (SELECT string_agg(quote_ident(k.key_name) || ', ', '' ORDER BY k.key_position)
+                        FROM tally.rollup_keys AS k WHERE k.rollup_name = p_rollup),
+                       (SELECT string_agg(format('%1$I = coalesce(s.%1$I, 0) + coalesce(excluded.%1$I, 0)',
+                                                 c.column_name), ', ')
+                        FROM tally.stats_columns(p_rollup) AS c
+                        WHERE c.recompute_expression IS NOT NULL AND c.column_role <> 'key'))
+        USING v_difference;
+    END IF;
+
     LOOP
+        EXIT WHEN v_slot_table IS NOT NULL;
         v_attempt := v_attempt + 1;
         EXECUTE format('SELECT to_jsonb(s) FROM %s AS s WHERE %s FOR UPDATE', v_stats, v_stats_condition)
         INTO v_before USING p_group_key;

@@ -59,8 +59,6 @@ DECLARE
     v_source_columns name[];
     v_column record;
     v_column_definitions text[] := '{}';
-    v_key_names text[];
-    v_all_keys_not_null boolean := true;
     i integer;
 BEGIN
     ---------------------------------------------------------------- names and ownership
@@ -355,21 +353,7 @@ BEGIN
     END LOOP;
     EXECUTE format('ALTER TABLE %s %s', v_stats, array_to_string(v_column_definitions, ', '));
 
-    SELECT array_agg(quote_ident(k.key_name) ORDER BY k.key_position), bool_and(k.key_not_null)
-    INTO v_key_names, v_all_keys_not_null
-    FROM tally.rollup_keys AS k WHERE k.rollup_name = v_name;
-    IF v_key_names IS NULL THEN
-        EXECUTE format('CREATE UNIQUE INDEX %I ON %s ((true))', left(v_stats_name, 50) || '_single_row', v_stats);
-    ELSIF v_all_keys_not_null THEN
-        EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (%s)', v_stats, array_to_string(v_key_names, ', '));
-    ELSIF current_setting('server_version_num')::integer >= 150000 THEN
-        -- A key that can be NULL groups NULLs together, as GROUP BY does.
-        EXECUTE format('ALTER TABLE %s ADD UNIQUE NULLS NOT DISTINCT (%s)', v_stats, array_to_string(v_key_names, ', '));
-    ELSE
-        RAISE EXCEPTION 'rollup "%": group keys % may be NULL', v_name, array_to_string(v_key_names, ', ')
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Before PostgreSQL 15 every group key must be a NOT NULL column or wrapped in coalesce().';
-    END IF;
+    PERFORM tally.add_group_key_constraint(v_name, v_stats);
 
     EXECUTE format('COMMENT ON TABLE %s IS %L', v_stats, format(
         'pgtally rollup %s: stats of %s, kept exact by its triggers. Do not edit by hand; '

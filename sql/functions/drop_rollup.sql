@@ -30,11 +30,14 @@ BEGIN
     DELETE FROM tally.invalidations WHERE rollup_name = p_rollup;
     DELETE FROM tally.rollups WHERE rollup_name = p_rollup;
     PERFORM tally.install_maintenance(v_rollup.source_table);
-    IF NOT coalesce(p_keep_stats, false) THEN
+    IF NOT coalesce(p_keep_stats, false) AND v_rollup.slot_table IS NOT NULL THEN
+        EXECUTE format('DROP VIEW %s', v_rollup.stats_table);
+        EXECUTE format('DROP TABLE %s', v_rollup.slot_table);
+    ELSIF NOT coalesce(p_keep_stats, false) THEN
         EXECUTE format('DROP TABLE %s', v_rollup.stats_table);
     ELSE
-        EXECUTE format('COMMENT ON TABLE %s IS %L', v_rollup.stats_table,
-                       format('Former pgtally rollup %s: no longer maintained', p_rollup));
+        EXECUTE format('COMMENT ON %s %s IS %L', CASE WHEN v_rollup.slot_table IS NULL THEN 'TABLE' ELSE 'VIEW' END,
+                       v_rollup.stats_table, format('Former pgtally rollup %s: no longer maintained', p_rollup));
     END IF;
 END;
 $function$;

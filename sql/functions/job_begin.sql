@@ -17,9 +17,9 @@ DECLARE
     v_options jsonb;
     v_run_id bigint;
 BEGIN
-    IF p_job IS NULL OR p_job NOT IN ('reconcile', 'refresh', 'purge') THEN
+    IF p_job IS NULL OR p_job NOT IN ('reconcile', 'refresh', 'purge', 'compact') THEN
         RAISE EXCEPTION 'unknown job "%"', p_job
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Jobs are reconcile, refresh and purge.';
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Jobs are reconcile, refresh, purge and compact.';
     END IF;
     IF p_rollup IS NOT NULL AND NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.rollup_name = p_rollup) THEN
         RAISE EXCEPTION 'rollup "%" does not exist', p_rollup USING ERRCODE = 'undefined_object';

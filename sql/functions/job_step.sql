@@ -5,6 +5,7 @@
 -- job_failed on tally_operations) instead of escaping:
 --   reconcile: tally.reconcile of the job's rollup (every rollup for '*'), with the
 --              auto_correct option;
+--   compact:   tally.compact of the job's rollup (every rollup with slots for '*');
 --   purge:     tally.purge_logs with the retention option (default the log_retention
 --              setting), plus the cron.job_run_details rows of pgtally:* jobs that ended
 --              before the retention (when pg_cron is there).
@@ -44,6 +45,12 @@ BEGIN
                     'corrected', v_result.groups_corrected));
             END LOOP;
             v_details := jsonb_build_object('reconciled', v_details);
+        ELSIF v_job = 'compact' THEN
+            SELECT jsonb_build_object('compacted', coalesce(jsonb_object_agg(r.rollup_name, tally.compact(r.rollup_name)),
+                                                            '{}'))
+            INTO v_details
+            FROM tally.rollups AS r
+            WHERE (v_run.rollup_name IS NULL OR r.rollup_name = v_run.rollup_name) AND r.slot_table IS NOT NULL;
         ELSIF v_job = 'purge' THEN
             v_retention := coalesce(
                 (v_options ->> 'retention')::interval,

@@ -98,7 +98,7 @@ END;
 $generated$;
 $code$,
             v_function, v_source_text,
-            (SELECT string_agg(r.stats_table::text, ', ' ORDER BY r.rollup_name)
+            (SELECT string_agg(coalesce(r.slot_table, r.stats_table)::text, ', ' ORDER BY r.rollup_name)
              FROM tally.rollups AS r WHERE r.source_table = p_source),
             (SELECT string_agg(format(E'\n    PERFORM tally.publish_change(%L, TG_OP, NULL, NULL);', f.rollup_name), ''
                                ORDER BY f.rollup_name)
@@ -288,7 +288,10 @@ E'upsert_%1$s AS (\n'
                 v_select_columns := v_select_columns || ('c.k' || i);
                 v_key_columns := v_key_columns || quote_ident(v_column.column_name);
                 v_returning := v_returning || format('s.%I', v_column.column_name);
-                v_declares := v_declares || format('v_%s_gone_k%s %s[];', v_prefix, v_column.key_position, v_column.column_type);
+                IF v_rollup.slot_table IS NULL THEN
+                    v_declares := v_declares || format('v_%s_gone_k%s %s[];', v_prefix, v_column.key_position,
+                                                       v_column.column_type);
+                END IF;
                 v_gone_columns := v_gone_columns || format('array_agg(%I) FILTER (WHERE _tally_rows = 0)', v_column.column_name);
                 v_gone_targets := v_gone_targets || format('v_%s_gone_k%s', v_prefix, v_column.key_position);
                 v_gone_match := v_gone_match || format(
@@ -324,10 +327,14 @@ E'upsert_%1$s AS (\n'
                     tally.signed_sum_sql(p_event, v_argument, v_measure_condition), v_change_column);
                 v_insert_columns := v_insert_columns || quote_ident(v_column.column_name);
                 v_select_columns := v_select_columns || ('c.' || v_change_column);
-                v_set_clauses := v_set_clauses || format(
-                    '%1$I = CASE WHEN s.%2$I + excluded.%2$I = 0 THEN NULL WHEN s.%1$I IS NULL THEN excluded.%1$I '
-                    'WHEN excluded.%1$I IS NULL THEN s.%1$I ELSE s.%1$I + excluded.%1$I END',
-                    v_column.column_name, '_tally_n_' || v_column.measure_name);
+                v_set_clauses := v_set_clauses || CASE
+                    WHEN v_rollup.slot_table IS NOT NULL THEN
+                        -- a slot holds a partial sum: NULL only in the view, when the group has no value
+                        format('%1$I = coalesce(s.%1$I, 0) + coalesce(excluded.%1$I, 0)', v_column.column_name)
+                    ELSE format(
+                        '%1$I = CASE WHEN s.%2$I + excluded.%2$I = 0 THEN NULL WHEN s.%1$I IS NULL THEN excluded.%1$I '
+                        'WHEN excluded.%1$I IS NULL THEN s.%1$I ELSE s.%1$I + excluded.%1$I END',
+                        v_column.column_name, '_tally_n_' || v_column.measure_name) END;
             ELSIF v_column.column_role = 'value' AND v_column.aggregate_function IN ('min', 'max') THEN
                 v_changes := v_changes || format('%s AS %s',
                     CASE WHEN p_event = 'delete' THEN format('NULL::%s', v_column.column_type)
@@ -359,6 +366,13 @@ E'upsert_%1$s AS (\n'
             END IF;
         END LOOP;
 
+        IF v_rollup.slot_table IS NOT NULL THEN
+            -- hot groups split over slots: this backend adds to its own slot row of each group
+            v_insert_columns := v_insert_columns || '_tally_slot'::text;
+            v_select_columns := v_select_columns || format('(1 + pg_backend_pid() %% %s)::smallint', v_rollup.slots);
+            v_key_columns := v_key_columns || '_tally_slot'::text;
+        END IF;
+
         v_upserts := v_upserts || format(
 E'upsert_%1$s AS (\n'
 '        -- rollup %1$s: add this statement''s changes to %2$s\n'
@@ -370,7 +384,7 @@ E'upsert_%1$s AS (\n'
 '            %10$s\n'
 '        RETURNING %11$s\n'
 '    )',
-            v_rollup.rollup_name, v_rollup.stats_table::text,
+            v_rollup.rollup_name, coalesce(v_rollup.slot_table, v_rollup.stats_table)::text,
             array_to_string(v_insert_columns, ', '),
             array_to_string(v_select_columns, ', '),
             CASE WHEN cardinality(v_sets) > 1
@@ -380,8 +394,10 @@ E'upsert_%1$s AS (\n'
                  ELSE '' END,
             v_prefix,
             CASE WHEN v_skip_check THEN format(' AND v_relevant_rollups LIKE %L', '%,' || v_rollup.rollup_name || ',%') ELSE '' END,
-            CASE WHEN cardinality(v_key_columns) > 0
-                 THEN E'\n        ORDER BY ' || array_to_string(v_select_columns[1:cardinality(v_key_columns)], ', ')
+            CASE WHEN cardinality(v_key_columns) > 0 AND v_key_columns[1] <> '_tally_slot'
+                 THEN E'\n        ORDER BY ' || array_to_string(
+                     v_select_columns[1:cardinality(v_key_columns) - CASE WHEN v_rollup.slot_table IS NULL THEN 0 ELSE 1 END],
+                     ', ')
                  ELSE '' END,
             CASE WHEN cardinality(v_key_columns) = 0 THEN '((true))'
                  ELSE '(' || array_to_string(v_key_columns, ', ') || ')' END,
@@ -391,7 +407,9 @@ E'upsert_%1$s AS (\n'
         v_declares := v_declares || format('v_%s_changed bigint;  -- groups of rollup %s changed', v_prefix, v_rollup.rollup_name);
         v_finals := v_finals || format('(SELECT count(*) FROM upsert_%s)', v_rollup.rollup_name);
         v_final_targets := v_final_targets || format('v_%s_changed', v_prefix);
-        IF p_event <> 'insert' AND cardinality(v_key_columns) = 0 THEN
+        IF v_rollup.slot_table IS NOT NULL THEN
+            NULL;  -- slots of a gone group stay until tally.compact; the view leaves the group out
+        ELSIF p_event <> 'insert' AND cardinality(v_key_columns) = 0 THEN
             v_declares := v_declares || format('v_%s_gone boolean;', v_prefix);
             v_finals := v_finals || format('(SELECT bool_or(_tally_rows = 0) FROM upsert_%s)', v_rollup.rollup_name);
             v_final_targets := v_final_targets || format('v_%s_gone', v_prefix);

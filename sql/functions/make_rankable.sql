@@ -12,7 +12,7 @@
 -- with CREATE INDEX CONCURRENTLY under the same name; this function then finds it.
 -- Errors: unknown rollup (undefined_object), unknown measure (undefined_column), rollup
 -- without group keys (invalid_parameter_value), another relation already holding the
--- index name (duplicate_table).
+-- index name (duplicate_table), a rollup with slots (feature_not_supported).
 -- Security: invoker (the caller must own the stats table). Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.make_rankable(p_rollup text, p_measure text)
 RETURNS regclass
@@ -25,6 +25,11 @@ DECLARE
     v_table regclass;
 BEGIN
     SELECT * INTO v_layout FROM tally.leaderboard_layout(p_rollup, p_measure);
+    IF EXISTS (SELECT FROM tally.rollups AS r WHERE r.rollup_name = p_rollup AND r.slot_table IS NOT NULL) THEN
+        RAISE EXCEPTION 'rollup "%" spreads its groups over slots: its stats are a view, which has no index', p_rollup
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'tally.top and tally.rank still work (by a sort); SELECT tally.set_slots(rollup, 1) to index it.';
+    END IF;
 
     v_existing := to_regclass(format('%I.%I', v_layout.stats_schema, v_layout.index_name));
     IF v_existing IS NOT NULL THEN

@@ -4,8 +4,9 @@
 -- job pgtally:<rollup>:<job> ('*' for a job over every rollup, p_rollup NULL) whose
 -- command is CALL tally.run_job(rollup, job), and records it in tally.scheduled_jobs with the
 -- interval health checks compare against. Jobs: 'reconcile' (options: auto_correct),
--- 'refresh' (deferred rollups; options: include_current, only_requested, catch_up_days)
--- and 'purge' (options: retention, an interval; default the log_retention setting).
+-- 'refresh' (deferred rollups; options: include_current, only_requested, catch_up_days),
+-- 'purge' (options: retention, an interval; default the log_retention setting) and
+-- 'compact' (folds the slots of rollups with slots, tally.compact).
 -- pg_cron must be installed in this database (the one cron.database_name names);
 -- otherwise the error says how to enable it. Returns the pg_cron job id.
 -- Security: invoker (pg_cron runs the job as the calling role). Since: 0.1.0
@@ -20,9 +21,9 @@ DECLARE
     v_unknown text;
     v_job_id bigint;
 BEGIN
-    IF p_job IS NULL OR p_job NOT IN ('reconcile', 'refresh', 'purge') THEN
+    IF p_job IS NULL OR p_job NOT IN ('reconcile', 'refresh', 'purge', 'compact') THEN
         RAISE EXCEPTION 'unknown job "%"', p_job
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Jobs are reconcile, refresh and purge.';
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Jobs are reconcile, refresh, purge and compact.';
     END IF;
     IF p_rollup IS NULL AND p_job = 'refresh' THEN
         RAISE EXCEPTION 'a refresh job needs a rollup' USING ERRCODE = 'invalid_parameter_value';
@@ -36,11 +37,18 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'SELECT tally.set_mode(rollup, ''deferred'') first.';
     END IF;
+    IF p_job = 'compact' AND p_rollup IS NOT NULL
+       AND NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.rollup_name = p_rollup AND r.slot_table IS NOT NULL) THEN
+        RAISE EXCEPTION 'rollup "%" has no slots: it has nothing to compact', p_rollup
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'SELECT tally.set_slots(rollup, 16) first.';
+    END IF;
     IF jsonb_typeof(coalesce(p_options, '{}')) <> 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object, not %', p_options USING ERRCODE = 'invalid_parameter_value';
     END IF;
     v_allowed := CASE p_job WHEN 'reconcile' THEN ARRAY['auto_correct']
                             WHEN 'refresh' THEN ARRAY['include_current', 'only_requested', 'catch_up_days']
+                            WHEN 'compact' THEN '{}'::text[]
                             ELSE ARRAY['retention'] END;
     SELECT string_agg(k, ', ') INTO v_unknown
     FROM jsonb_object_keys(coalesce(p_options, '{}')) AS k WHERE NOT k = ANY (v_allowed);

@@ -54,6 +54,11 @@ BEGIN
     END IF;
 
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_rollup.source_table);
+    IF p_mode = 'deferred' AND v_rollup.slot_table IS NOT NULL THEN
+        RAISE EXCEPTION 'rollup "%" spreads its groups over slots: deferred mode would not use them', p_rollup
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'SELECT tally.set_slots(rollup, 1) first.';
+    END IF;
     IF p_mode = 'deferred' THEN
         INSERT INTO tally.deferred_rollups AS d (rollup_name, bucket_key, options, deferred_since)
         VALUES (p_rollup, v_bucket, coalesce(p_options, '{}') - 'bucket', tally.now())

@@ -1,0 +1,72 @@
+-- tally.compact(p_rollup text) RETURNS bigint
+--
+-- Folds the slot rows of a rollup with slots (tally.set_slots) into slot 0, one row per
+-- group, and deletes the groups left with nothing: what keeps reads of the stats view
+-- cheap. It never waits for writers: slot rows a writer holds (its transaction is still
+-- open) are skipped and folded next time. The view's totals are the same before and
+-- after, in every snapshot: each slot row moves into slot 0 in the statement that deletes
+-- it. Run it from a job: tally.schedule(rollup, 'compact', '* * * * *'). Returns the
+-- number of slot rows folded; 0 for a rollup without slots.
+-- Security: invoker. Since: 0.1.0
+CREATE OR REPLACE FUNCTION tally.compact(p_rollup text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    v_rollup tally.rollups%ROWTYPE;
+    v_keys text;
+    v_parts text;
+    v_folded bigint;
+BEGIN
+    SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT rollup_name FROM tally.rollups lists them.';
+    END IF;
+    IF v_rollup.slot_table IS NULL THEN
+        RETURN 0;
+    END IF;
+    SELECT string_agg(quote_ident(c.column_name), ', ') FILTER (WHERE c.column_role = 'key'),
+           string_agg(quote_ident(c.column_name), ', ') FILTER (WHERE c.column_role <> 'key')
+    INTO v_keys, v_parts
+    FROM tally.stats_columns(p_rollup) AS c
+    WHERE c.recompute_expression IS NOT NULL;
+
+    EXECUTE format(
+        $sql$
+        WITH locked AS (
+            SELECT s.ctid AS row_id FROM %1$s AS s WHERE s._tally_slot <> 0 %2$s FOR UPDATE SKIP LOCKED
+        ),
+        moved AS (
+            DELETE FROM %1$s AS s USING locked WHERE s.ctid = locked.row_id RETURNING s.*
+        ),
+        folded AS (
+            INSERT INTO %1$s AS s (%3$s_tally_slot, %4$s)
+            SELECT %3$s0, %5$s FROM moved %6$s
+            ON CONFLICT (%3$s_tally_slot) DO UPDATE SET %7$s
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM moved) + 0 * (SELECT count(*) FROM folded)
+        $sql$,
+        v_rollup.slot_table,
+        CASE WHEN v_keys IS NOT NULL THEN 'ORDER BY ' || v_keys ELSE '' END,
+        coalesce(v_keys || ', ', ''),
+        v_parts,
+        (SELECT string_agg(format('sum(coalesce(%s, 0))', p), ', ')
+         FROM unnest(string_to_array(v_parts, ', ')) AS p),
+        CASE WHEN v_keys IS NOT NULL THEN 'GROUP BY ' || v_keys ELSE 'HAVING count(*) > 0' END,
+        (SELECT string_agg(format('%1$s = coalesce(s.%1$s, 0) + coalesce(excluded.%1$s, 0)', p), ', ')
+         FROM unnest(string_to_array(v_parts, ', ')) AS p))
+    INTO v_folded;
+
+    -- groups with nothing left: every part of slot 0 is zero
+    EXECUTE format('DELETE FROM %s AS s WHERE s._tally_slot = 0 AND %s', v_rollup.slot_table,
+                   (SELECT string_agg(format('coalesce(s.%s, 0) = 0', p), ' AND ')
+                    FROM unnest(string_to_array(v_parts, ', ')) AS p));
+    RETURN v_folded;
+END;
+$function$;
+
+COMMENT ON FUNCTION tally.compact(text) IS
+'Folds a rollup''s slot rows into slot 0 without waiting for writers; removes groups with nothing left';
