@@ -18,19 +18,13 @@ from hypothesis import strategies as st
 from psycopg import errors
 
 from tests.exactness import assert_exact
-from tests.test_rollup_properties import apply, block
+from tests.test_rollup_properties import SCHEMA, apply, block
 
 SLOTS = 8
 
-FACTS = """
-CREATE TABLE public.facts (
-    id serial PRIMARY KEY,
-    g int NOT NULL,
-    h text,
-    v int,
-    amount numeric(10, 2),
-    flag boolean NOT NULL
-);
+FACTS = (
+    SCHEMA.split("SELECT tally.create_rollup")[0]
+    + """
 SELECT tally.create_rollup('facts_by_g', source => 'public.facts', group_by => ARRAY['g'],
     measures => ARRAY['n = count(*)', 'nv = count(v)', 'total = sum(amount)', 'mean = avg(v)']);
 SELECT tally.create_rollup('facts_by_h', source => 'public.facts', group_by => ARRAY['h'],
@@ -38,6 +32,7 @@ SELECT tally.create_rollup('facts_by_h', source => 'public.facts', group_by => A
 SELECT tally.create_rollup('facts_overall', source => 'public.facts',
     measures => ARRAY['n = count(*)', 'total = sum(amount)', 'mean = avg(amount)']);
 """
+)
 
 ACTIONS = """
 CREATE TABLE public.actions (id bigserial PRIMARY KEY, user_id int NOT NULL, lbs numeric(30, 6) NOT NULL,

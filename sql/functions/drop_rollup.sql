@@ -14,16 +14,7 @@ AS $function$
 DECLARE
     v_rollup tally.rollups%ROWTYPE;
 BEGIN
-    SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'SELECT rollup_name FROM tally.rollups lists them.';
-    END IF;
-    IF NOT pg_catalog.pg_has_role(current_user, v_rollup.owner_role, 'USAGE') THEN
-        RAISE EXCEPTION 'must be owner of table % to drop rollup "%"', v_rollup.source_table, p_rollup
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
+    v_rollup := tally.rollup_to_change(p_rollup, 'drop');
 
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_rollup.source_table);
     PERFORM tally.unschedule(p_rollup, j.job_kind) FROM tally.scheduled_jobs AS j WHERE j.rollup_name = p_rollup;

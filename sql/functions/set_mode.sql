@@ -22,15 +22,7 @@ DECLARE
     v_unknown text;
     v_keys jsonb[];
 BEGIN
-    SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT rollup_name FROM tally.rollups lists them.';
-    END IF;
-    IF NOT pg_has_role(current_user, v_rollup.owner_role, 'USAGE') THEN
-        RAISE EXCEPTION 'must be owner of table % to change rollup "%"', v_rollup.source_table, p_rollup
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
+    v_rollup := tally.rollup_to_change(p_rollup);
     IF p_mode IS NULL OR p_mode NOT IN ('immediate', 'deferred') THEN
         RAISE EXCEPTION 'unknown mode "%"', p_mode
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Modes are immediate and deferred.';
