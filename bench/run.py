@@ -626,7 +626,10 @@ verified rows) and `global_emissions` (global sum over verified rows); 10,000 us
 75% of rows verified. W1 inserts from a pre-generated staging table (so the baseline time
 is the insert alone). W3 picks its 10% by a `logged_at` range (one sequential scan); the
 user move maps each user to the next one. W2 inserts one row per transaction through
-`pgbench -M prepared`, `-j` 1 or 2, into the table left by W3. W4 runs after a leaderboard
+`pgbench -M prepared`, `-j` 1 or 2, into the table left by W3; its slots rows run the
+same script after `tally.set_slots(rollup, 16)` on both rollups, against the baseline TPS of
+the same repetition, and the slot reads follow a `tally.compact` (the rollups then go back
+to one row per group). W4 runs after a leaderboard
 index `(total_emissions_lbs DESC, user_id)` is created on the stats table (the writes
 before it do not maintain that index); latencies are client round trips (psycopg,
 prepared, TCP on 127.0.0.1), so they include the round-trip floor shown by `SELECT 1`.

@@ -1,4 +1,5 @@
-"""Smoke test of the benchmark: `python -m bench.run --quick --reps 1` runs and reports.
+"""Smoke tests of the benchmarks: `python -m bench.run --quick --reps 1` and a one-second
+`python -m bench.deferred` run and report.
 
 No timing is asserted (the suite must not fail on a slow machine): only that the run
 succeeds, which includes its own exactness checks of every pgtally variant and of every
@@ -31,3 +32,30 @@ def test_bench_quick_run_reports_every_workload(tmp_path: Path) -> None:
         assert any(row.startswith(f"| {workload} ") for row in rows), f"{workload} missing:\n{report}"
     assert "INEXACT" not in report
     assert result.stdout.strip() == report.strip()
+
+
+def test_deferred_bench_quick_run_ends_exact(tmp_path: Path) -> None:
+    out = tmp_path / "DEFERRED.md"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.deferred",
+            "--seconds",
+            "1",
+            "--reps",
+            "1",
+            "--clients",
+            "2",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, f"bench failed:\n{result.stdout}\n{result.stderr[-4000:]}"
+    rows = [line for line in out.read_text(encoding="utf-8").splitlines() if line.startswith("| 2 |")]
+    assert len(rows) == 1, out.read_text(encoding="utf-8")
