@@ -246,3 +246,33 @@ def test_writer_needs_no_privilege_on_stats_and_cannot_edit_them(
     finally:
         ledger.execute("DROP OWNED BY app_writer")
         ledger.execute("DROP ROLE app_writer")
+
+
+def test_rollups_of_a_dropped_source_are_skipped_then_dropped_cleanly(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        """
+        CREATE TABLE public.gone (id serial PRIMARY KEY, k int NOT NULL, v numeric NOT NULL);
+        SELECT tally.create_rollup('gone_by_k', source => 'public.gone', group_by => ARRAY['k'],
+            measures => ARRAY['total = sum(v)']);
+        SELECT tally.create_rollup('gone_overall', source => 'public.gone', measures => ARRAY['n = count(*)']);
+        """
+    )
+    prefix = conn.execute("SELECT function_prefix FROM tally.rollup_sources").fetchone()
+    assert prefix is not None
+    conn.execute("DROP TABLE public.gone")
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+    assert conn.execute("SELECT tally.regenerate_all_rollups()").fetchone() == (0,)
+    assert any("gone_by_k, gone_overall" in n for n in notices), notices
+    conn.execute("SELECT tally.drop_rollup('gone_by_k')")
+    conn.execute("SELECT tally.drop_rollup('gone_overall')")
+    assert conn.execute("SELECT count(*) FROM tally.rollups").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM tally.rollup_sources").fetchone() == (0,)
+    left = conn.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE %s", (prefix[0] + "%",)).fetchone()
+    assert left == (0,)
+    assert conn.execute(
+        "SELECT to_regclass('public.gone_by_k'), to_regclass('public.gone_overall')"
+    ).fetchone() == (
+        None,
+        None,
+    )

@@ -4,7 +4,8 @@
 -- (regenerated for the rollups that remain, or removed with the last one), its scheduled
 -- jobs (pg_cron jobs included), pending invalidations and its stats table unless
 -- p_keep_stats.
--- Only a member of the source table's owner role may drop it.
+-- Only a member of the source table's owner role may drop it. Works after the source
+-- table itself was dropped, too.
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.drop_rollup(p_rollup text, p_keep_stats boolean DEFAULT FALSE)
 RETURNS void
@@ -13,14 +14,21 @@ SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
     v_rollup tally.rollups%ROWTYPE;
+    v_source_exists boolean;
 BEGIN
     v_rollup := tally.rollup_to_change(p_rollup, 'drop');
 
-    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_rollup.source_table);
+    v_source_exists := EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = v_rollup.source_table);
+    IF v_source_exists THEN
+        EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_rollup.source_table);
+    END IF;
     PERFORM tally.unschedule(p_rollup, j.job_kind) FROM tally.scheduled_jobs AS j WHERE j.rollup_name = p_rollup;
     DELETE FROM tally.invalidations WHERE rollup_name = p_rollup;
     DELETE FROM tally.rollups WHERE rollup_name = p_rollup;
-    PERFORM tally.install_maintenance(v_rollup.source_table);
+    -- a dropped source took its triggers along: its generated functions go with its last rollup
+    IF v_source_exists OR NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.source_table = v_rollup.source_table) THEN
+        PERFORM tally.install_maintenance(v_rollup.source_table);
+    END IF;
     IF NOT coalesce(p_keep_stats, false) AND v_rollup.slot_table IS NOT NULL THEN
         EXECUTE format('DROP VIEW %s', v_rollup.stats_table);
         EXECUTE format('DROP TABLE %s', v_rollup.slot_table);

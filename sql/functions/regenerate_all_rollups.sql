@@ -2,7 +2,8 @@
 --
 -- Writes the generated maintenance code of every source table again from the
 -- catalogue: after an upgrade of pgtally (the installer calls it), after a restore, or
--- after adding a BEFORE UPDATE trigger to a source. Returns how many sources it did.
+-- after adding a BEFORE UPDATE trigger to a source. Returns how many sources it did. A
+-- source table dropped since is skipped with a WARNING naming its rollups.
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.regenerate_all_rollups()
 RETURNS integer
@@ -16,6 +17,13 @@ BEGIN
     FOR v_source IN
         SELECT DISTINCT r.source_table FROM tally.rollups AS r ORDER BY 1
     LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = v_source) THEN
+            RAISE WARNING 'the source table of rollup(s) % was dropped: nothing to maintain',
+                          (SELECT string_agg(r.rollup_name, ', ' ORDER BY r.rollup_name)
+                           FROM tally.rollups AS r WHERE r.source_table = v_source)
+                USING HINT = 'SELECT tally.drop_rollup(rollup) removes what is left of each.';
+            CONTINUE;
+        END IF;
         EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_source);
         PERFORM tally.install_maintenance(v_source);
         v_count := v_count + 1;
