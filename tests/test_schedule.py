@@ -138,3 +138,18 @@ def test_pg_cron_really_runs_a_scheduled_refresh(cron_db_dsn: str) -> None:
             "SELECT healthy FROM tally.health() WHERE job_name = 'pgtally:daily_costs:refresh'"
         ).fetchone()
         assert health == (True,)
+
+
+@pytest.mark.cron
+def test_uninstall_removes_the_pg_cron_jobs(cron_db_dsn: str) -> None:
+    from harness import install
+
+    with psycopg.connect(cron_db_dsn, autocommit=True) as conn:
+        conn.execute(ROLLUP)
+        conn.execute("SELECT tally.schedule('daily_costs', 'refresh', '5 0 * * *')")
+        conn.execute("SELECT tally.schedule(NULL, 'purge', '30 3 * * *')")
+        conn.execute("SELECT cron.schedule('someone-elses-job', '0 1 * * *', 'SELECT 1')")
+        removed = install.uninstall(conn)
+        assert "cron job pgtally:*:purge" in removed
+        assert conn.execute("SELECT jobname FROM cron.job ORDER BY 1").fetchall() == [("someone-elses-job",)]
+        assert conn.execute("SELECT to_regnamespace('tally')").fetchone() == (None,)
