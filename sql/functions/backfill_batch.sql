@@ -19,6 +19,7 @@ DECLARE
     v_written bigint;
     v_has_keys boolean;
 BEGIN
+    PERFORM pg_advisory_xact_lock_shared(tally.slot_layout_lock_key(p_rollup));
     SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
     SELECT * INTO v_batch FROM tally.backfill_batches WHERE rollup_name = p_rollup AND batch_no = p_batch_no;
     IF v_rollup.rollup_name IS NULL OR v_batch.rollup_name IS NULL THEN
@@ -29,6 +30,10 @@ BEGIN
     FROM tally.stats_columns(p_rollup) AS c WHERE c.recompute_expression IS NOT NULL;
 
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_rollup.source_table);
+    IF v_rollup.slot_table IS NOT NULL THEN
+        -- no compaction or correction may move rows of this batch meanwhile (readers go on)
+        EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', v_rollup.slot_table);
+    END IF;
     -- the plan's key condition (over key columns) narrows both sides, the NULL-key batch too
     -- a rollup with slots: the batch's groups become one row each, in slot 0
     EXECUTE format('DELETE FROM %s AS s WHERE %s AND (%s)', coalesce(v_rollup.slot_table, v_rollup.stats_table),

@@ -3,7 +3,9 @@
 -- Folds the slot rows of a rollup with slots (tally.set_slots) into slot 0, one row per
 -- group, and deletes the groups left with nothing: what keeps reads of the stats view
 -- cheap. It never waits for writers: slot rows a writer holds (its transaction is still
--- open) are skipped and folded next time. The view's totals are the same before and
+-- open) are skipped and folded next time; slot 0 rows are written in key order, as
+-- writers and corrections lock rows, so compactions never deadlock with them or with each
+-- other; while tally.set_slots changes the layout it returns 0. The view's totals are the same before and
 -- after, in every snapshot: each slot row moves into slot 0 in the statement that deletes
 -- it. Run it from a job: tally.schedule(rollup, 'compact', '* * * * *'). Returns the
 -- number of slot rows folded; 0 for a rollup without slots.
@@ -19,6 +21,9 @@ DECLARE
     v_parts text;
     v_folded bigint;
 BEGIN
+    IF NOT pg_try_advisory_xact_lock_shared(tally.slot_layout_lock_key(p_rollup)) THEN
+        RETURN 0;  -- tally.set_slots is changing the layout: nothing to fold now
+    END IF;
     SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'rollup "%" does not exist', p_rollup
@@ -43,7 +48,7 @@ BEGIN
         ),
         folded AS (
             INSERT INTO %1$s AS s (%3$s_tally_slot, %4$s)
-            SELECT %3$s0, %5$s FROM moved %6$s
+            SELECT %3$s0, %5$s FROM moved %6$s%8$s
             ON CONFLICT (%3$s_tally_slot) DO UPDATE SET %7$s
             RETURNING 1
         )
@@ -57,12 +62,15 @@ BEGIN
          FROM unnest(string_to_array(v_parts, ', ')) AS p),
         CASE WHEN v_keys IS NOT NULL THEN 'GROUP BY ' || v_keys ELSE 'HAVING count(*) > 0' END,
         (SELECT string_agg(format('%1$s = coalesce(s.%1$s, 0) + coalesce(excluded.%1$s, 0)', p), ', ')
-         FROM unnest(string_to_array(v_parts, ', ')) AS p))
+         FROM unnest(string_to_array(v_parts, ', ')) AS p),
+        -- slot 0 rows in key order, as every writer and correction locks them
+        CASE WHEN v_keys IS NOT NULL THEN ' ORDER BY ' || v_keys ELSE '' END)
     INTO v_folded;
 
     -- groups with nothing left: every part of slot 0 is zero
-    EXECUTE format('DELETE FROM %s AS s WHERE s._tally_slot = 0 AND %s', v_rollup.slot_table,
-                   (SELECT string_agg(format('coalesce(s.%s, 0) = 0', p), ' AND ')
+    EXECUTE format('DELETE FROM %1$s AS s WHERE s.ctid IN (SELECT z.ctid FROM %1$s AS z '
+                   'WHERE z._tally_slot = 0 AND %2$s FOR UPDATE SKIP LOCKED)', v_rollup.slot_table,
+                   (SELECT string_agg(format('coalesce(z.%s, 0) = 0', p), ' AND ')
                     FROM unnest(string_to_array(v_parts, ', ')) AS p));
     RETURN v_folded;
 END;

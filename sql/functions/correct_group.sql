@@ -7,9 +7,10 @@
 -- yet is not in the recomputation and not in the stored row either; it applies its own
 -- delta after the lock is released, so nothing is lost or counted twice. Works for every
 -- measure, min and max included. A rollup with slots (tally.set_slots) is corrected by
--- adding the difference to slot 0: the group's existing slot rows are locked, the stored
--- group (all slots) and its recomputation are read in one snapshot, and a writer adding
--- to a new slot row meanwhile is in neither. Corrections of one slotted rollup take turns
+-- adding the difference to slot 0: the stored group (all slots) and its recomputation are
+-- read in one snapshot, so a writer or a compaction committing before it is in both and
+-- one committing after it in neither; no slot row is locked but slot 0's (no deadlock with
+-- tally.compact). Corrections of one slotted rollup take turns
 -- (an advisory lock), as two of them could otherwise both add the same difference.
 -- Each changed column is recorded in tally.corrections. Returns the number of columns
 -- changed.
@@ -38,9 +39,6 @@ BEGIN
 
     IF v_slot_table IS NOT NULL THEN
         PERFORM pg_advisory_xact_lock(hashtextextended('pgtally:slot 0:' || p_rollup, 0));
-        EXECUTE format('SELECT count(*) FROM (SELECT FROM %s AS s WHERE %s FOR UPDATE) AS locked',
-                       v_slot_table, v_stats_condition)
-        USING p_group_key;
         EXECUTE format('SELECT (SELECT to_jsonb(s) FROM %s AS s WHERE %s), (SELECT to_jsonb(r) FROM (%s) AS r)',
                        v_stats, v_stats_condition, v_recompute)
         INTO v_before, v_after USING p_group_key;

@@ -20,7 +20,9 @@ BEGIN
 
     v_source_exists := EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = v_rollup.source_table);
     IF v_source_exists THEN
-        EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_rollup.source_table);
+        -- ACCESS EXCLUSIVE from the start: dropping its triggers needs it, and taking it
+        -- later (a lock upgrade) could deadlock with a transaction that read the source
+        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', v_rollup.source_table);
     END IF;
     PERFORM tally.unschedule(p_rollup, j.job_kind) FROM tally.scheduled_jobs AS j WHERE j.rollup_name = p_rollup;
     DELETE FROM tally.invalidations WHERE rollup_name = p_rollup;

@@ -1,10 +1,12 @@
 -- tally.install_maintenance(p_source regclass) RETURNS void
 --
 -- (Re)generates and installs the maintenance triggers of one source table from the
--- catalogue: drops the previous generated functions and triggers, then creates one
--- statement-level AFTER trigger per event (INSERT, UPDATE, DELETE with transition
--- tables; TRUNCATE) and, per rollup, an "UPDATE OF its columns" marker trigger. With no
--- rollups left on the source, it only removes. Generated functions are owned by the
+-- catalogue: replaces the generated functions and creates or replaces one statement-level
+-- AFTER trigger per event (INSERT, UPDATE, DELETE with transition tables; TRUNCATE) and,
+-- per rollup, an "UPDATE OF its columns" marker trigger. Only triggers no longer wanted
+-- are dropped (that needs ACCESS EXCLUSIVE on the source; everything else works under the
+-- caller's SHARE ROW EXCLUSIVE, so no lock upgrade can deadlock with a transaction that
+-- read the source). With no rollups left on the source, it only removes. Generated functions are owned by the
 -- source table's owner and run as that owner (SECURITY DEFINER), so the source's writers
 -- need no privilege on the stats tables; EXECUTE is revoked from PUBLIC.
 -- The caller must hold a lock on the source that blocks writers (create/drop do).
@@ -22,26 +24,43 @@ DECLARE
     v_owner name;
     v_user_update_triggers boolean;
 BEGIN
+    -- Same test as the generator's: with a user BEFORE UPDATE row trigger, every UPDATE
+    -- is processed in full and no marker triggers are made.
+    v_user_update_triggers := EXISTS (
+        SELECT FROM pg_catalog.pg_trigger AS t
+        WHERE t.tgrelid = p_source AND NOT t.tgisinternal
+          AND t.tgtype & 1 = 1 AND t.tgtype & 2 = 2 AND t.tgtype & 16 = 16
+    );
+    -- Drop only the triggers no longer wanted (a dropped rollup's marker, or all of them
+    -- with the last rollup): DROP TRIGGER locks the source ACCESS EXCLUSIVE, which callers
+    -- that only change the code (set_mode, set_slots, a new rollup) must not need.
     FOR v_trigger IN
         SELECT t.tgname FROM pg_catalog.pg_trigger AS t
         WHERE t.tgrelid = p_source AND NOT t.tgisinternal
-          AND (t.tgname LIKE 'tally\_maintain\_%' OR t.tgname LIKE 'tally\_columns\_%')
+          AND (
+              (t.tgname LIKE 'tally\_maintain\_%'
+               AND NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.source_table = p_source))
+              OR (t.tgname LIKE 'tally\_columns\_%' AND (v_user_update_triggers OR NOT EXISTS (
+                  SELECT FROM tally.rollups AS r
+                  WHERE r.source_table = p_source AND t.tgname = 'tally_columns_' || r.rollup_name
+                    AND cardinality(r.source_columns) > 0)))
+          )
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', v_trigger.tgname, p_source);
     END LOOP;
 
-    SELECT * INTO v_place FROM tally.rollup_sources WHERE source_table = p_source;
-    IF FOUND THEN
-        FOREACH v_event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
-            EXECUTE format('DROP FUNCTION IF EXISTS %I.%I()', v_place.function_schema,
-                           v_place.function_prefix || '_' || v_event);
-        END LOOP;
-    END IF;
-
     IF NOT EXISTS (SELECT FROM tally.rollups WHERE source_table = p_source) THEN
+        SELECT * INTO v_place FROM tally.rollup_sources WHERE source_table = p_source;
+        IF FOUND THEN
+            FOREACH v_event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+                EXECUTE format('DROP FUNCTION IF EXISTS %I.%I()', v_place.function_schema,
+                               v_place.function_prefix || '_' || v_event);
+            END LOOP;
+        END IF;
         DELETE FROM tally.rollup_sources WHERE source_table = p_source;
         RETURN;
     END IF;
+    SELECT * INTO v_place FROM tally.rollup_sources WHERE source_table = p_source;
 
     SELECT c.relowner::regrole::name INTO v_owner FROM pg_catalog.pg_class AS c WHERE c.oid = p_source;
     IF v_place.source_table IS NULL THEN
@@ -73,30 +92,23 @@ BEGIN
     END LOOP;
 
     EXECUTE format(
-        'CREATE TRIGGER tally_maintain_insert AFTER INSERT ON %s '
+        'CREATE OR REPLACE TRIGGER tally_maintain_insert AFTER INSERT ON %s '
         'REFERENCING NEW TABLE AS tally_new_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
         p_source, v_place.function_schema, v_place.function_prefix || '_insert');
     EXECUTE format(
-        'CREATE TRIGGER tally_maintain_update AFTER UPDATE ON %s '
+        'CREATE OR REPLACE TRIGGER tally_maintain_update AFTER UPDATE ON %s '
         'REFERENCING OLD TABLE AS tally_old_rows NEW TABLE AS tally_new_rows '
         'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
         p_source, v_place.function_schema, v_place.function_prefix || '_update');
     EXECUTE format(
-        'CREATE TRIGGER tally_maintain_delete AFTER DELETE ON %s '
+        'CREATE OR REPLACE TRIGGER tally_maintain_delete AFTER DELETE ON %s '
         'REFERENCING OLD TABLE AS tally_old_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
         p_source, v_place.function_schema, v_place.function_prefix || '_delete');
     EXECUTE format(
-        'CREATE TRIGGER tally_maintain_truncate AFTER TRUNCATE ON %s '
+        'CREATE OR REPLACE TRIGGER tally_maintain_truncate AFTER TRUNCATE ON %s '
         'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
         p_source, v_place.function_schema, v_place.function_prefix || '_truncate');
 
-    -- Same test as the generator's: with a user BEFORE UPDATE row trigger, every UPDATE
-    -- is processed in full and no marker triggers are made.
-    v_user_update_triggers := EXISTS (
-        SELECT FROM pg_catalog.pg_trigger AS t
-        WHERE t.tgrelid = p_source AND NOT t.tgisinternal
-          AND t.tgtype & 1 = 1 AND t.tgtype & 2 = 2 AND t.tgtype & 16 = 16
-    );
     IF NOT v_user_update_triggers THEN
         FOR v_rollup IN
             SELECT r.rollup_name, r.source_columns FROM tally.rollups AS r
@@ -107,7 +119,7 @@ BEGIN
                 CONTINUE;
             END IF;
             EXECUTE format(
-                'CREATE TRIGGER %I AFTER UPDATE OF %s ON %s FOR EACH STATEMENT '
+                'CREATE OR REPLACE TRIGGER %I AFTER UPDATE OF %s ON %s FOR EACH STATEMENT '
                 'EXECUTE FUNCTION tally.note_relevant_update(%L)',
                 'tally_columns_' || v_rollup.rollup_name,
                 (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_rollup.source_columns) AS c),

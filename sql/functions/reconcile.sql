@@ -41,11 +41,14 @@ DECLARE
     v_key_order text;
     v_join text;
 BEGIN
+    PERFORM pg_advisory_xact_lock_shared(tally.slot_layout_lock_key(p_rollup));
     SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'rollup "%" does not exist', p_rollup
             USING ERRCODE = 'undefined_object', HINT = 'SELECT rollup_name FROM tally.rollups lists them.';
     END IF;
+    -- the source before the stats, the order writers and TRUNCATE lock in
+    EXECUTE format('LOCK TABLE %s IN ACCESS SHARE MODE', v_rollup.source_table);
     IF p_sample IS NOT NULL AND p_sample < 1 THEN
         RAISE EXCEPTION 'sample size must be positive, not %', p_sample USING ERRCODE = 'invalid_parameter_value';
     END IF;

@@ -29,6 +29,7 @@ DECLARE
     v_grantee text;
     v_normalise text;
 BEGIN
+    PERFORM pg_advisory_xact_lock(tally.slot_layout_lock_key(p_rollup));
     v_rollup := tally.rollup_to_change(p_rollup);
     IF p_slots IS NULL OR p_slots NOT BETWEEN 1 AND 1024 THEN
         RAISE EXCEPTION 'slots must be between 1 and 1024, not %', p_slots USING ERRCODE = 'invalid_parameter_value';
@@ -100,6 +101,9 @@ BEGIN
 
     ELSIF p_slots = 1 AND v_rollup.slot_table IS NOT NULL THEN
         -- fold every slot into one row per group, then the slot table becomes the stats table again
+        -- wait for running compactions and corrections, and let none start: then the fold
+        -- below skips nothing
+        EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', v_rollup.slot_table);
         PERFORM tally.compact(p_rollup);
         -- a plain stats table keeps a sum NULL while no non-NULL argument is counted
         SELECT format('UPDATE %s SET %s', v_rollup.slot_table, string_agg(format(
