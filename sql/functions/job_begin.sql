@@ -13,17 +13,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
-    v_name text := format('pgtally:%s:%s', coalesce(p_rollup, '*'), p_job);
+    v_name text := tally.job_name(p_rollup, p_job);
     v_options jsonb;
     v_run_id bigint;
 BEGIN
-    IF p_job IS NULL OR p_job NOT IN ('reconcile', 'refresh', 'purge', 'compact') THEN
-        RAISE EXCEPTION 'unknown job "%"', p_job
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Jobs are reconcile, refresh, purge and compact.';
-    END IF;
-    IF p_rollup IS NOT NULL AND NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.rollup_name = p_rollup) THEN
-        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup USING ERRCODE = 'undefined_object';
-    END IF;
     SELECT j.options INTO v_options FROM tally.scheduled_jobs AS j WHERE j.job_name = v_name;
     v_options := coalesce(v_options, '{}') || coalesce(p_options, '{}');
 

@@ -16,21 +16,13 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
-    v_name text := format('pgtally:%s:%s', coalesce(p_rollup, '*'), p_job);
+    v_name text := tally.job_name(p_rollup, p_job);
     v_allowed text[];
     v_unknown text;
     v_job_id bigint;
 BEGIN
-    IF p_job IS NULL OR p_job NOT IN ('reconcile', 'refresh', 'purge', 'compact') THEN
-        RAISE EXCEPTION 'unknown job "%"', p_job
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Jobs are reconcile, refresh, purge and compact.';
-    END IF;
     IF p_rollup IS NULL AND p_job = 'refresh' THEN
         RAISE EXCEPTION 'a refresh job needs a rollup' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_rollup IS NOT NULL AND NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.rollup_name = p_rollup) THEN
-        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT rollup_name FROM tally.rollups lists them.';
     END IF;
     IF p_job = 'refresh' AND NOT EXISTS (SELECT FROM tally.deferred_rollups AS d WHERE d.rollup_name = p_rollup) THEN
         RAISE EXCEPTION 'rollup "%" is not deferred: it has nothing to refresh', p_rollup
