@@ -43,6 +43,7 @@ from psycopg import sql
 
 from harness import install
 from harness.cluster import SUPERUSER, EmbeddedCluster, bindir, free_port
+from harness.exactness import difference_query
 
 DB = "bench"
 USERS = 10_000
@@ -180,25 +181,11 @@ def vacuum(conn: psycopg.Connection[Any]) -> None:
 
 def differences(conn: psycopg.Connection[Any], rollup: str) -> list[tuple[Any, ...]]:
     """Stats rows missing from the recomputation and the other way round (multisets)."""
-    row = conn.execute(
-        "SELECT stats_table::text FROM tally.rollups WHERE rollup_name = %s", (rollup,)
-    ).fetchone()
-    if row is None:
-        raise BenchFailure(f"rollup {rollup} does not exist")
-    columns = [
-        r[0]
-        for r in conn.execute(
-            "SELECT column_name FROM tally.stats_columns(%s) WHERE recompute_expression IS NOT NULL",
-            (rollup,),
-        )
-    ]
-    (recompute,) = conn.execute("SELECT tally.recompute_sql(%s)", (rollup,)).fetchone()  # type: ignore[misc]
-    stored = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(map(q, columns)), sql.SQL(row[0]))
-    query = sql.SQL(
-        "(SELECT 'stored' AS side, * FROM ({stored} EXCEPT ALL ({recompute})) AS a) "
-        "UNION ALL (SELECT 'expected', * FROM (({recompute}) EXCEPT ALL {stored}) AS b) LIMIT 20"
-    ).format(stored=stored, recompute=sql.SQL(recompute))
-    return conn.execute(query).fetchall()
+    try:
+        query = difference_query(conn, rollup)
+    except LookupError as exc:
+        raise BenchFailure(str(exc)) from exc
+    return conn.execute(sql.SQL("{} LIMIT 20").format(query)).fetchall()
 
 
 def check_exact(conn: psycopg.Connection[Any], rollups: tuple[str, ...], after: str) -> None:

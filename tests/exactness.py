@@ -12,6 +12,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from harness.exactness import difference_query
+
 
 def stats_table(conn: psycopg.Connection[Any], rollup: str) -> str:
     row = conn.execute(
@@ -23,22 +25,7 @@ def stats_table(conn: psycopg.Connection[Any], rollup: str) -> str:
 
 def differences(conn: psycopg.Connection[Any], rollup: str) -> list[tuple[Any, ...]]:
     """Rows in the stats but not in the recomputation, or the other way round."""
-    columns = [
-        r[0]
-        for r in conn.execute(
-            "SELECT column_name FROM tally.stats_columns(%s) WHERE recompute_expression IS NOT NULL",
-            (rollup,),
-        )
-    ]
-    (recompute,) = conn.execute("SELECT tally.recompute_sql(%s)", (rollup,)).fetchone()  # type: ignore[misc]
-    column_list = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    stored = sql.SQL("SELECT {} FROM {}").format(column_list, sql.SQL(stats_table(conn, rollup)))
-    query = sql.SQL(
-        "(SELECT 'stored' AS side, * FROM ({stored} EXCEPT ALL ({recompute})) AS a) "
-        "UNION ALL "
-        "(SELECT 'expected', * FROM (({recompute}) EXCEPT ALL {stored}) AS b)"
-    ).format(stored=stored, recompute=sql.SQL(recompute))
-    return conn.execute(query).fetchall()
+    return conn.execute(difference_query(conn, rollup)).fetchall()
 
 
 def assert_exact(conn: psycopg.Connection[Any], *rollups: str) -> None:

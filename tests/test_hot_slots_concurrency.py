@@ -37,6 +37,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from harness.exactness import difference_query
 from tests.exactness import assert_exact
 
 SLOTS = 4
@@ -97,14 +98,6 @@ def view_check_sql(conn: psycopg.Connection[Any], rollup: str) -> sql.Composed:
     """ONE statement (so one snapshot) returning every difference between the stats view of
     a rollup and its recomputation: every stored column (bookkeeping included) against
     tally.recompute_sql, and every avg column against PostgreSQL's own avg()."""
-    columns = [
-        r[0]
-        for r in conn.execute(
-            "SELECT column_name FROM tally.stats_columns(%s) WHERE recompute_expression IS NOT NULL",
-            (rollup,),
-        )
-    ]
-    (recompute,) = conn.execute("SELECT tally.recompute_sql(%s)", (rollup,)).fetchone()  # type: ignore[misc]
     (stats, source, row_filter) = conn.execute(  # type: ignore[misc]
         "SELECT stats_table::text, source_table::text, row_filter FROM tally.rollups WHERE rollup_name = %s",
         (rollup,),
@@ -118,15 +111,7 @@ def view_check_sql(conn: psycopg.Connection[Any], rollup: str) -> sql.Composed:
         "WHERE rollup_name = %s AND aggregate_function = 'avg' ORDER BY measure_position",
         (rollup,),
     ).fetchall()
-    stored = sql.SQL("SELECT {} FROM {}").format(
-        sql.SQL(", ").join(sql.Identifier(c) for c in columns), sql.SQL(stats)
-    )
-    parts = [
-        sql.SQL(
-            "SELECT 'stored' AS side, to_jsonb(a) AS row FROM ({stored} EXCEPT ALL ({recompute})) AS a "
-            "UNION ALL SELECT 'expected', to_jsonb(b) FROM (({recompute}) EXCEPT ALL {stored}) AS b"
-        ).format(stored=stored, recompute=sql.SQL(recompute))
-    ]
+    parts = [difference_query(conn, rollup)]
     if averages:
         stored_avg = sql.SQL("SELECT {} FROM {}").format(
             sql.SQL(", ").join(

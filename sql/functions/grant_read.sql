@@ -13,26 +13,15 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
-    v_stats regclass;
-    v_count integer := 0;
+    v_count integer;
 BEGIN
-    IF p_role IS NULL OR to_regrole(quote_ident(p_role)) IS NULL THEN
-        RAISE EXCEPTION 'role "%" does not exist', p_role USING ERRCODE = 'undefined_object';
-    END IF;
     IF p_rollup IS NOT NULL AND NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.rollup_name = p_rollup) THEN
         RAISE EXCEPTION 'rollup "%" does not exist', p_rollup
             USING ERRCODE = 'undefined_object', HINT = 'SELECT rollup_name FROM tally.rollups lists them.';
     END IF;
+    v_count := tally.change_stats_read_access(p_role, p_rollup, true);
     EXECUTE format('GRANT USAGE ON SCHEMA tally TO %I', p_role);
     EXECUTE format('GRANT SELECT ON tally.rollups, tally.rollup_keys, tally.rollup_measures TO %I', p_role);
-    FOR v_stats IN
-        SELECT r.stats_table FROM tally.rollups AS r
-        WHERE (p_rollup IS NULL OR r.rollup_name = p_rollup) AND pg_has_role(current_user, r.owner_role, 'USAGE')
-        ORDER BY r.rollup_name
-    LOOP
-        EXECUTE format('GRANT SELECT ON %s TO %I', v_stats, p_role);
-        v_count := v_count + 1;
-    END LOOP;
     RETURN v_count;
 END;
 $function$;

@@ -103,11 +103,7 @@ BEGIN
         RETURN v_plan;
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
-        UPDATE tally.runs SET status = 'failed', error_text = v_message, error_sqlstate = v_state
-        WHERE run_id = p_run_id;
-        PERFORM pg_notify('tally_operations', jsonb_build_object(
-            'event', 'job_failed', 'job', v_run.job_name, 'run_id', p_run_id, 'error', v_message,
-            'sqlstate', v_state)::text);
+        PERFORM tally.record_job_failure(p_run_id, v_message, v_state);
         RETURN NULL;
     END;
 END;

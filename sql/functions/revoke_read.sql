@@ -10,20 +10,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
-    v_stats regclass;
-    v_count integer := 0;
+    v_count integer;
 BEGIN
-    IF p_role IS NULL OR to_regrole(quote_ident(p_role)) IS NULL THEN
-        RAISE EXCEPTION 'role "%" does not exist', p_role USING ERRCODE = 'undefined_object';
-    END IF;
-    FOR v_stats IN
-        SELECT r.stats_table FROM tally.rollups AS r
-        WHERE (p_rollup IS NULL OR r.rollup_name = p_rollup) AND pg_has_role(current_user, r.owner_role, 'USAGE')
-        ORDER BY r.rollup_name
-    LOOP
-        EXECUTE format('REVOKE SELECT ON %s FROM %I', v_stats, p_role);
-        v_count := v_count + 1;
-    END LOOP;
+    v_count := tally.change_stats_read_access(p_role, p_rollup, false);
     IF p_rollup IS NULL THEN
         EXECUTE format('REVOKE SELECT ON tally.rollups, tally.rollup_keys, tally.rollup_measures FROM %I', p_role);
         EXECUTE format('REVOKE USAGE ON SCHEMA tally FROM %I', p_role);

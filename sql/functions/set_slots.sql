@@ -26,7 +26,6 @@ DECLARE
     v_view regclass;
     v_constraint name;
     v_index regclass;
-    v_grantee text;
     v_normalise text;
 BEGIN
     PERFORM pg_advisory_xact_lock(tally.slot_layout_lock_key(p_rollup));
@@ -88,14 +87,7 @@ BEGIN
         EXECUTE format('COMMENT ON VIEW %s IS %L', v_view, format(
             'pgtally rollup %s: stats of %s (its slots in %s added up), kept exact by its triggers.',
             p_rollup, v_rollup.source_table, v_slot_table));
-        -- whoever could read the stats table can read the view
-        FOR v_grantee IN
-            SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(a.grantee::regrole::text) END
-            FROM pg_catalog.pg_class AS c, LATERAL pg_catalog.aclexplode(c.relacl) AS a
-            WHERE c.oid = v_slot_table AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner
-        LOOP
-            EXECUTE format('GRANT SELECT ON %s TO %s', v_view, v_grantee);
-        END LOOP;
+        PERFORM tally.copy_select_grants(v_slot_table, v_view);  -- whoever read the stats still can
         UPDATE tally.rollups SET stats_table = v_view, slot_table = v_slot_table, slots = p_slots
         WHERE rollup_name = p_rollup;
 
@@ -118,15 +110,8 @@ BEGIN
         IF v_normalise IS NOT NULL THEN
             EXECUTE v_normalise;
         END IF;
-        FOR v_grantee IN
-            SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(a.grantee::regrole::text) END
-            FROM pg_catalog.pg_class AS c, LATERAL pg_catalog.aclexplode(c.relacl) AS a
-            WHERE c.oid = v_rollup.stats_table AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner
-        LOOP
-            EXECUTE format('GRANT SELECT ON %s TO %s', v_rollup.slot_table, v_grantee);
-        END LOOP;
-        UPDATE tally.rollups SET stats_table = slot_table WHERE rollup_name = p_rollup;
-        UPDATE tally.rollups SET slot_table = NULL, slots = 1 WHERE rollup_name = p_rollup;
+        PERFORM tally.copy_select_grants(v_rollup.stats_table, v_rollup.slot_table);
+        UPDATE tally.rollups SET stats_table = slot_table, slot_table = NULL, slots = 1 WHERE rollup_name = p_rollup;
         EXECUTE format('DROP VIEW %s', v_rollup.stats_table);
         FOR v_constraint IN
             SELECT c.conname FROM pg_catalog.pg_constraint AS c
