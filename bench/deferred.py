@@ -29,7 +29,7 @@ from typing import Any
 
 import psycopg
 
-from bench.run import DB, BenchFailure, pgbench
+from bench.run import DB, BenchFailure, pgbench, publish
 from harness import install
 from harness.cluster import EmbeddedCluster, free_port
 
@@ -129,10 +129,7 @@ def run(args: argparse.Namespace, command: str) -> int:
     finally:
         cluster.destroy()
         shutil.rmtree(base, ignore_errors=True)
-    text = report(args, measured, command)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text, encoding="utf-8")
+    publish(report(args, measured, command), args.out)
     return 0
 
 

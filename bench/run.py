@@ -126,6 +126,12 @@ def metrics(cfg: Config) -> list[Metric]:
                ">= 0.80x", _ratio_at_least(0.80)),
         Metric("w2_c16_slots", f"W2 16 clients, rollups with {W2_SLOTS} slots (tally.set_slots)", "tps",
                ">= 0.75x", _ratio_at_least(0.75)),
+        Metric("w2_c1_append_floor", "W2 1 client, reference (not pgtally): a hand-written trigger that "
+               "only appends each row to unindexed delta tables", "tps", "n/a"),
+        Metric("w2_c16_append_floor", "W2 16 clients, the same append-only reference trigger", "tps", "n/a"),
+        Metric("w2_c1_upsert_floor", "W2 1 client, reference (not pgtally): a hand-written trigger that "
+               "upserts the user row and a per-backend global slot row, no aggregation", "tps", "n/a"),
+        Metric("w2_c16_upsert_floor", "W2 16 clients, the same upsert reference trigger", "tps", "n/a"),
         Metric("w4_group_slots", f"W4 read one group through the view over {W2_SLOTS} slots", "ms",
                "<= 0.15 ms", _latency_at_most(0.15)),
         Metric("w4_global_slots", f"W4 read the global total through the view over {W2_SLOTS} slots", "ms",
@@ -428,6 +434,80 @@ def run_w2(
     vacuum(conn)
 
 
+# Two hand-written triggers that bound what any trigger-maintained rollup can cost on
+# one-row inserts (W2). They are references, not pgtally, and keep nothing readable by
+# themselves: "append" is the least work a statement trigger can do (each row's values
+# appended to a delta table per rollup, no index, no aggregation, a fold would still be
+# needed to read a total); "upsert" adds each row straight into its (existing) user row
+# and into one of 16 global slot rows (what a one-row fast path could run, no aggregation).
+W2_REFERENCES = {
+    "append": """
+CREATE TABLE {schema}.user_deltas (user_id uuid NOT NULL, emissions numeric(30, 6) NOT NULL);
+CREATE TABLE {schema}.global_deltas (emissions numeric(30, 6) NOT NULL);
+CREATE FUNCTION {schema}.maintain() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    WITH global_delta AS (
+        INSERT INTO {schema}.global_deltas SELECT n.emissions_saved_lbs FROM new_rows AS n WHERE n.verified
+    )
+    INSERT INTO {schema}.user_deltas
+    SELECT n.user_id, n.emissions_saved_lbs FROM new_rows AS n WHERE n.verified;
+    RETURN NULL;
+END $$;
+""",
+    "upsert": """
+CREATE TABLE {schema}.user_totals (user_id uuid PRIMARY KEY, emissions numeric(30, 6) NOT NULL,
+                                   actions bigint NOT NULL);
+CREATE TABLE {schema}.global_slots (slot integer PRIMARY KEY, emissions numeric(30, 6) NOT NULL);
+-- every row exists already, as pgtally's stats rows do when W2 runs: each upsert updates
+INSERT INTO {schema}.user_totals SELECT user_id, 0, 0 FROM bench_stage.users;
+INSERT INTO {schema}.global_slots SELECT slot, 0 FROM generate_series(1, 16) AS slot;
+CREATE FUNCTION {schema}.maintain() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    WITH global_delta AS (
+        INSERT INTO {schema}.global_slots AS g
+        SELECT 1 + pg_backend_pid() % 16, n.emissions_saved_lbs FROM new_rows AS n WHERE n.verified
+        ON CONFLICT (slot) DO UPDATE SET emissions = g.emissions + excluded.emissions
+    )
+    INSERT INTO {schema}.user_totals AS u
+    SELECT n.user_id, n.emissions_saved_lbs, 1 FROM new_rows AS n WHERE n.verified
+    ON CONFLICT (user_id) DO UPDATE SET emissions = u.emissions + excluded.emissions, actions = u.actions + 1;
+    RETURN NULL;
+END $$;
+""",
+}
+
+
+def run_w2_references(
+    conn: psycopg.Connection[Any], cfg: Config, results: Results, workdir: Path, dsn_params: dict[str, str]
+) -> None:
+    """W2's one-row inserts against the two reference triggers, ratios to this rep's baseline."""
+    seconds = max(cfg.pgbench_seconds // 2, 1)
+    for name, ddl in W2_REFERENCES.items():
+        schema = f"bench_{name}_floor"
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(q(schema)))
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(q(schema)))
+        conn.execute(S1_TABLE.format(schema=schema))  # type: ignore[arg-type]
+        conn.execute(ddl.format(schema=schema))  # type: ignore[arg-type]
+        conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER maintain AFTER INSERT ON {}.user_actions REFERENCING NEW TABLE AS new_rows "
+                "FOR EACH STATEMENT EXECUTE FUNCTION {}.maintain()"
+            ).format(q(schema), q(schema))
+        )
+        vacuum(conn)
+        script = workdir / f"insert_{name}_floor.sql"
+        script.write_text(PGBENCH_SCRIPT.format(last_user=USERS - 1, schema=schema))
+        for clients, key in ((1, "w2_c1"), (16, "w2_c16")):
+            conn.execute("CHECKPOINT")
+            tps, _ = pgbench(dsn_params, script, clients, seconds)
+            results.add(f"{key}_{name}_floor", "baseline", results.values[key]["baseline"][-1])
+            results.add(f"{key}_{name}_floor", "pgtally", tps)
+            log(f"  {key + '_' + name:<12} {'ref':<8} {tps:8.1f} tps")
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(q(schema)))
+
+
 READS = {
     "w4_group": (
         "SELECT total_emissions_lbs, action_count FROM bench_tally.user_emissions WHERE user_id = %s",
@@ -616,7 +696,10 @@ user move maps each user to the next one. W2 inserts one row per transaction thr
 `pgbench -M prepared`, `-j` 1 or 2, into the table left by W3; its slots rows run the
 same script after `tally.set_slots(rollup, 16)` on both rollups, against the baseline TPS of
 the same repetition, and the slot reads follow a `tally.compact` (the rollups then go back
-to one row per group). W4 runs after a leaderboard
+to one row per group). The W2 reference rows run the same script, for half as long,
+against two hand-written triggers in schemas of their own (`W2_REFERENCES` in
+bench/run.py): not pgtally, and nothing readable by itself in the append one; they show
+what the least work a trigger can do costs on this machine. W4 runs after a leaderboard
 index `(total_emissions_lbs DESC, user_id)` is created on the stats table (the writes
 before it do not maintain that index); latencies are client round trips (psycopg,
 prepared, TCP on 127.0.0.1), so they include the round-trip floor shown by `SELECT 1`.
@@ -637,13 +720,7 @@ def run(cfg: Config, command: str, out: Path | None) -> int:
     cluster = EmbeddedCluster(base / "data", port=free_port(), cron_database=DB)
     results = Results()
     try:
-        admin = cluster.start()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            for name, value in SERVER_SETTINGS.items():
-                conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(q(name), sql.Literal(value)))
-        cluster.stop()
-        cluster.start()
-        dsn = cluster.ensure_database(DB)
+        dsn = start_configured(cluster)
         dsn_params = {"host": "127.0.0.1", "port": str(cluster.status().port)}
         with psycopg.connect(dsn, autocommit=True) as conn:
             install.install(conn)
@@ -659,6 +736,7 @@ def run(cfg: Config, command: str, out: Path | None) -> int:
                 vacuum(conn)
                 run_w1_w3(conn, cfg, results, order)
                 run_w2(conn, cfg, results, order, base, dsn_params)
+                run_w2_references(conn, cfg, results, base, dsn_params)
                 run_w4(conn, cfg, results, order)
                 run_w5(conn, cfg, results)
                 run_s2(conn, cfg, results, order)
@@ -668,12 +746,27 @@ def run(cfg: Config, command: str, out: Path | None) -> int:
     finally:
         cluster.destroy()
         shutil.rmtree(base, ignore_errors=True)
-    text = report(cfg, results, version, command, time.perf_counter() - started)
+    publish(report(cfg, results, version, command, time.perf_counter() - started), out)
+    return 0
+
+
+def start_configured(cluster: EmbeddedCluster) -> str:
+    """Start the cluster with SERVER_SETTINGS (ALTER SYSTEM, then a restart); the bench database's DSN."""
+    admin = cluster.start()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name, value in SERVER_SETTINGS.items():
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(q(name), sql.Literal(value)))
+    cluster.stop()
+    cluster.start()
+    return cluster.ensure_database(DB)
+
+
+def publish(text: str, out: Path | None) -> None:
+    """Print a benchmark's report, and write it to out when given."""
     print(text)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

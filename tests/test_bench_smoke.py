@@ -1,5 +1,5 @@
-"""Smoke tests of the benchmarks: `python -m bench.run --quick --reps 1` and a one-second
-`python -m bench.deferred` run and report.
+"""Smoke tests of the benchmarks: `python -m bench.run --quick --reps 1`, a one-second
+`python -m bench.deferred` run and a 20,000-row `python -m bench.memory` run, and their reports.
 
 No timing is asserted (the suite must not fail on a slow machine): only that the run
 succeeds, which includes its own exactness checks of every pgtally variant and of every
@@ -15,17 +15,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_bench_quick_run_reports_every_workload(tmp_path: Path) -> None:
-    out = tmp_path / "RESULTS.md"
+def run_bench(module: str, *args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """Run `python -m bench.<module> ARGS`; fails the test unless it exits 0."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--reps", "1", "--out", str(out)],
+        [sys.executable, "-m", f"bench.{module}", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
     )
     assert result.returncode == 0, f"bench failed:\n{result.stdout}\n{result.stderr[-4000:]}"
+    return result
+
+
+def test_bench_quick_run_reports_every_workload(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    result = run_bench("run", "--quick", "--reps", "1", "--out", str(out), timeout=600)
     report = out.read_text(encoding="utf-8")
     rows = [line for line in report.splitlines() if line.startswith("| ")]
     for workload in ("W1", "W2", "W3", "W4", "W5", "S2"):
@@ -36,26 +42,16 @@ def test_bench_quick_run_reports_every_workload(tmp_path: Path) -> None:
 
 def test_deferred_bench_quick_run_ends_exact(tmp_path: Path) -> None:
     out = tmp_path / "DEFERRED.md"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.deferred",
-            "--seconds",
-            "1",
-            "--reps",
-            "1",
-            "--clients",
-            "2",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, f"bench failed:\n{result.stdout}\n{result.stderr[-4000:]}"
+    run_bench("deferred", "--seconds", "1", "--reps", "1", "--clients", "2", "--out", str(out), timeout=300)
     rows = [line for line in out.read_text(encoding="utf-8").splitlines() if line.startswith("| 2 |")]
     assert len(rows) == 1, out.read_text(encoding="utf-8")
+
+
+def test_memory_bench_small_run_reports_every_statement(tmp_path: Path) -> None:
+    out = tmp_path / "MEMORY.md"
+    run_bench("memory", "--rows", "20000", "--out", str(out), timeout=300)
+    rows = [line for line in out.read_text(encoding="utf-8").splitlines() if line.startswith("| 20,000 |")]
+    assert len(rows) == 4, rows  # INSERT and DELETE on both copies
+    for row in rows:
+        peak_mb = float(row.split("|")[4].split()[0].replace(",", ""))
+        assert peak_mb > 0, f"no memory sampled for the backend: {row}"

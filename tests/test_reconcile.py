@@ -142,6 +142,45 @@ def test_sample_checks_stored_groups_only(conn: psycopg.Connection[Any]) -> None
     assert (result["groups_checked"], result["groups_mismatched"]) == (2, 2)
 
 
+def test_sample_and_keys_recompute_groups_of_expression_and_null_keys(conn: psycopg.Connection[Any]) -> None:
+    """The sampled groups are recomputed through the typed key columns (tally.key_equals_sql),
+    p_keys through a once-evaluated parameter: both must find the group of an expression key
+    and of a NULL key, and only it."""
+    conn.execute(
+        """
+        CREATE TABLE public.visits (at timestamp NOT NULL, tag text, amount numeric(12, 2) NOT NULL);
+        INSERT INTO public.visits
+        SELECT timestamp '2025-03-01 00:00' + g * interval '7 hours', CASE WHEN g % 3 = 0 THEN NULL
+               ELSE 't' || (g % 3) END, g / 4.0
+        FROM generate_series(1, 60) AS g;
+        SELECT tally.create_rollup('visits_by_day_tag', source => 'public.visits',
+            group_by => ARRAY['day = date_trunc(''day'', at)', 'tag'],
+            measures => ARRAY['total = sum(amount)', 'n = count(*)']);
+        """
+    )
+    groups = conn.execute("SELECT count(*) FROM public.visits_by_day_tag").fetchone()[0]  # type: ignore[index]
+    assert groups > 10
+    assert reconcile(conn, "tally.reconcile('visits_by_day_tag', p_sample => 1000)")["in_sync"] is True
+
+    conn.execute("UPDATE public.visits_by_day_tag SET total = total + 1 WHERE tag IS NULL")
+    nulls = conn.execute("SELECT count(*) FROM public.visits_by_day_tag WHERE tag IS NULL").fetchone()[0]  # type: ignore[index]
+    sampled = reconcile(conn, "tally.reconcile('visits_by_day_tag', p_sample => 1000)")
+    assert (sampled["groups_checked"], sampled["groups_mismatched"]) == (groups, nulls)
+    by_key = reconcile(conn, "tally.reconcile('visits_by_day_tag', p_keys => '{\"tag\": null}')")
+    assert (by_key["groups_checked"], by_key["groups_mismatched"]) == (nulls, nulls)
+    one_day = reconcile(
+        conn, "tally.reconcile('visits_by_day_tag', p_keys => %s)", '{"day": "2025-03-02T00:00:00"}'
+    )
+    assert one_day["groups_mismatched"] == 1  # the day's NULL-tag group, not its t1/t2 groups
+    assert one_day["groups_checked"] == 3
+    fixed = reconcile(
+        conn, "tally.reconcile('visits_by_day_tag', p_keys => '{\"tag\": null}', p_auto_correct => true)"
+    )
+    assert fixed["groups_corrected"] == nulls
+    assert reconcile(conn, "tally.reconcile('visits_by_day_tag')")["in_sync"] is True
+    assert_exact(conn)
+
+
 def test_auto_correct_is_exact_while_eight_writers_keep_writing(
     conn: psycopg.Connection[Any], connect: Callable[..., psycopg.Connection[Any]]
 ) -> None:

@@ -6,11 +6,14 @@
 -- and no write is in flight; the lock lasts until the caller commits, which
 -- tally.backfill does after every batch. Writes between batches are kept exact by the
 -- triggers as usual. Returns the number of groups written.
+-- jit = off: its estimates overshoot (CTEs, views over slots), and JIT compiling cost more
+-- than it saved (README, Performance).
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.backfill_batch(p_rollup text, p_batch_no integer)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $function$
 DECLARE
     v_rollup tally.rollups%ROWTYPE;

@@ -9,11 +9,14 @@
 -- after, in every snapshot: each slot row moves into slot 0 in the statement that deletes
 -- it. Run it from a job: tally.schedule(rollup, 'compact', '* * * * *'). Returns the
 -- number of slot rows folded; 0 for a rollup without slots.
+-- jit = off: its estimates overshoot (CTEs, views over slots), and JIT compiling cost more
+-- than it saved (README, Performance).
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.compact(p_rollup text)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $function$
 DECLARE
     v_rollup tally.rollups%ROWTYPE;

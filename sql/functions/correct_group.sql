@@ -14,11 +14,14 @@
 -- (an advisory lock), as two of them could otherwise both add the same difference.
 -- Each changed column is recorded in tally.corrections. Returns the number of columns
 -- changed.
+-- jit = off: its estimates overshoot (CTEs, views over slots), and JIT compiling cost more
+-- than it saved (README, Performance).
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.correct_group(p_rollup text, p_group_key jsonb, p_run_id bigint, p_reason text)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $function$
 DECLARE
     v_stats regclass;

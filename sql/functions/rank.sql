@@ -16,6 +16,8 @@
 -- object or not exactly the group keys (invalid_parameter_value); a key value that does
 -- not cast to its column type (invalid_text_representation...); no such group
 -- (no_data_found).
+-- jit = off: its estimates overshoot (CTEs, views over slots), and JIT compiling cost more
+-- than it saved (README, Performance).
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.rank(
     p_rollup text,
@@ -27,6 +29,7 @@ RETURNS TABLE (rank bigint, group_key jsonb, measure_value text, is_target boole
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $function$
 DECLARE
     v_layout record;

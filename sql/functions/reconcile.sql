@@ -6,12 +6,17 @@
 -- Compares a rollup's stats rows with a recomputation from the source, set-based and in
 -- one statement (so in one consistent snapshot), and records the run in tally.runs and
 -- every differing (group, column) in tally.reconciliation_log (every checked pair with
--- p_log_matches). Scope: the whole rollup, the groups matching p_keys (a partial key,
+-- p_log_matches). Unless a sample or p_log_matches is asked for, a read-only statement
+-- compares first: it may use parallel workers, which a statement writing the log may
+-- not, and when it finds every group equal it is the whole check; otherwise the logging
+-- statement compares again (in a new snapshot) and its findings are the report. Scope: the whole rollup, the groups matching p_keys (a partial key,
 -- e.g. '{"org_id": 5}'), a condition over the key columns (p_key_condition, e.g.
 -- 'day >= ''2025-01-01'''), or a random sample of p_sample stored groups (a sample checks
 -- stored groups only, so it cannot see missing ones). Report only by default; with
 -- p_auto_correct each drifted group is fixed by tally.correct_group, which is safe while
 -- others write. Drift is also announced on the NOTIFY channel tally_operations.
+-- jit = off: its estimates overshoot (CTEs, views over slots), and JIT compiling cost more
+-- than it saved (README, Performance).
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.reconcile(
     p_rollup text,
@@ -25,6 +30,7 @@ CREATE OR REPLACE FUNCTION tally.reconcile(
 RETURNS tally.reconcile_summary
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $function$
 DECLARE
     v_rollup tally.rollups%ROWTYPE;
@@ -40,6 +46,7 @@ DECLARE
     v_group jsonb;
     v_key_order text;
     v_join text;
+    v_differing bigint;  -- groups the read-only compare found different (NULL: not run)
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(tally.slot_layout_lock_key(p_rollup));
     SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
@@ -99,67 +106,85 @@ BEGIN
         -- recompute only the sampled groups, each through the source's key expressions
         v_stored := v_stored || format(' ORDER BY random() LIMIT %s', p_sample);
         v_expected := format('SELECT r.* FROM stored AS sampled CROSS JOIN LATERAL (%s) AS r',
-            tally.recompute_sql(p_rollup,
-                tally.group_condition_sql(p_rollup, 'source', tally.key_json_sql(p_rollup, 'sampled'))));
+            tally.recompute_sql(p_rollup, tally.key_equals_sql(p_rollup, 'sampled')));
     ELSE
         v_expected := format('SELECT * FROM (%s) AS a%s', tally.recompute_sql(p_rollup),
                              CASE WHEN cardinality(v_scope) > 0 THEN ' WHERE ' || array_to_string(v_scope, ' AND ') ELSE '' END);
     END IF;
 
-    EXECUTE format($sql$
-        WITH stored AS MATERIALIZED (%1$s),
-        expected AS MATERIALIZED (%2$s),
-        joined AS (
-            -- typed keys and whole rows: JSON is built only for the rows that differ
-            SELECT CASE WHEN s._tally_rows IS NULL THEN %3$s ELSE %5$s END AS group_key,
-                   s._tally_rows IS NULL AS missing, e._tally_rows IS NULL AS extra,
-                   e IS NOT DISTINCT FROM s AS same, e AS expected_record, s AS stored_record
-            FROM expected AS e
-            FULL JOIN stored AS s ON %6$s
-        ),
-        compared AS (
-            SELECT j.group_key, j.missing, j.extra,
-                   to_jsonb(j.expected_record) AS expected_row, to_jsonb(j.stored_record) AS stored_row
-            FROM joined AS j
-            WHERE NOT j.same OR $5
-        ),
-        judged AS (
-            SELECT c.group_key, col AS column_name, c.expected_row -> col AS expected_value,
-                   c.stored_row -> col AS actual_value,
-                   CASE WHEN c.missing THEN 'missing' WHEN c.extra THEN 'extra'
-                        WHEN c.expected_row -> col = c.stored_row -> col THEN 'match'
-                        WHEN c.expected_row -> col IS NULL AND c.stored_row -> col IS NULL THEN 'match'
-                        ELSE 'mismatch' END AS status
-            FROM compared AS c CROSS JOIN unnest($1::text[]) AS col
-        ),
-        logged AS (
-            INSERT INTO tally.reconciliation_log (run_id, rollup_name, group_key, column_name, expected_value,
-                                                  actual_value, discrepancy, status, processing_ms)
-            SELECT $2, %4$L, j.group_key, j.column_name, j.expected_value #>> '{}', j.actual_value #>> '{}',
-                   CASE WHEN coalesce(jsonb_typeof(j.expected_value), 'number') = 'number'
-                         AND coalesce(jsonb_typeof(j.actual_value), 'number') = 'number'
-                         AND j.status <> 'match'
-                        THEN coalesce((j.expected_value #>> '{}')::numeric, 0) - coalesce((j.actual_value #>> '{}')::numeric, 0)
-                   END,
-                   j.status, round(extract(epoch FROM clock_timestamp() - $4) * 1000, 3)
-            FROM judged AS j
-            WHERE j.status <> 'match' OR $5
-            RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM joined),
-               count(DISTINCT group_key) FILTER (WHERE status = 'mismatch'),
-               count(DISTINCT group_key) FILTER (WHERE status = 'missing'),
-               count(DISTINCT group_key) FILTER (WHERE status = 'extra'),
-               (SELECT (stored_record).%7$I::numeric FROM joined LIMIT 1),
-               (SELECT (expected_record).%7$I::numeric FROM joined LIMIT 1),
-               (SELECT count(*) FROM logged)
-        FROM judged
-        $sql$,
-        v_stored, v_expected, tally.key_json_sql(p_rollup, 'e'), p_rollup, tally.key_json_sql(p_rollup, 's'),
-        v_join, coalesce(v_headline, '_tally_rows'))
-    INTO v_result.groups_checked, v_result.groups_mismatched, v_result.groups_missing, v_result.groups_extra,
-         v_result.stored_value, v_result.recomputed_value, v_result.groups_corrected
-    USING v_compared_columns, v_result.run_id, p_keys, v_started, coalesce(p_log_matches, false);
+    IF p_sample IS NULL AND NOT coalesce(p_log_matches, false) THEN
+        EXECUTE format($sql$
+            SELECT count(*), count(*) FILTER (WHERE e IS DISTINCT FROM s),
+                   min((s).%4$I::numeric), min((e).%4$I::numeric)
+            FROM (%2$s) AS e
+            FULL JOIN (%1$s) AS s ON %3$s
+            $sql$, v_stored, v_expected, v_join, coalesce(v_headline, '_tally_rows'))
+        INTO v_result.groups_checked, v_differing, v_result.stored_value, v_result.recomputed_value
+        USING NULL::text[], NULL::bigint, p_keys;  -- the scope reads p_keys as $3, as below
+        IF v_differing = 0 THEN
+            v_result.groups_mismatched := 0;
+            v_result.groups_missing := 0;
+            v_result.groups_extra := 0;
+        END IF;
+    END IF;
+
+    IF v_differing IS DISTINCT FROM 0 THEN
+        -- the logging compare: every differing (group, column) goes to the log
+        EXECUTE format($sql$
+            WITH stored AS MATERIALIZED (%1$s),
+            expected AS MATERIALIZED (%2$s),
+            joined AS (
+                -- typed keys and whole rows: JSON is built only for the rows that differ
+                SELECT CASE WHEN s._tally_rows IS NULL THEN %3$s ELSE %5$s END AS group_key,
+                       s._tally_rows IS NULL AS missing, e._tally_rows IS NULL AS extra,
+                       e IS NOT DISTINCT FROM s AS same, e AS expected_record, s AS stored_record
+                FROM expected AS e
+                FULL JOIN stored AS s ON %6$s
+            ),
+            compared AS (
+                SELECT j.group_key, j.missing, j.extra,
+                       to_jsonb(j.expected_record) AS expected_row, to_jsonb(j.stored_record) AS stored_row
+                FROM joined AS j
+                WHERE NOT j.same OR $5
+            ),
+            judged AS (
+                SELECT c.group_key, col AS column_name, c.expected_row -> col AS expected_value,
+                       c.stored_row -> col AS actual_value,
+                       CASE WHEN c.missing THEN 'missing' WHEN c.extra THEN 'extra'
+                            WHEN c.expected_row -> col = c.stored_row -> col THEN 'match'
+                            WHEN c.expected_row -> col IS NULL AND c.stored_row -> col IS NULL THEN 'match'
+                            ELSE 'mismatch' END AS status
+                FROM compared AS c CROSS JOIN unnest($1::text[]) AS col
+            ),
+            logged AS (
+                INSERT INTO tally.reconciliation_log (run_id, rollup_name, group_key, column_name, expected_value,
+                                                      actual_value, discrepancy, status, processing_ms)
+                SELECT $2, %4$L, j.group_key, j.column_name, j.expected_value #>> '{}', j.actual_value #>> '{}',
+                       CASE WHEN coalesce(jsonb_typeof(j.expected_value), 'number') = 'number'
+                             AND coalesce(jsonb_typeof(j.actual_value), 'number') = 'number'
+                             AND j.status <> 'match'
+                            THEN coalesce((j.expected_value #>> '{}')::numeric, 0) - coalesce((j.actual_value #>> '{}')::numeric, 0)
+                       END,
+                       j.status, round(extract(epoch FROM clock_timestamp() - $4) * 1000, 3)
+                FROM judged AS j
+                WHERE j.status <> 'match' OR $5
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM joined),
+                   count(DISTINCT group_key) FILTER (WHERE status = 'mismatch'),
+                   count(DISTINCT group_key) FILTER (WHERE status = 'missing'),
+                   count(DISTINCT group_key) FILTER (WHERE status = 'extra'),
+                   (SELECT (stored_record).%7$I::numeric FROM joined LIMIT 1),
+                   (SELECT (expected_record).%7$I::numeric FROM joined LIMIT 1),
+                   (SELECT count(*) FROM logged)
+            FROM judged
+            $sql$,
+            v_stored, v_expected, tally.key_json_sql(p_rollup, 'e'), p_rollup, tally.key_json_sql(p_rollup, 's'),
+            v_join, coalesce(v_headline, '_tally_rows'))
+        INTO v_result.groups_checked, v_result.groups_mismatched, v_result.groups_missing, v_result.groups_extra,
+             v_result.stored_value, v_result.recomputed_value, v_result.groups_corrected
+        USING v_compared_columns, v_result.run_id, p_keys, v_started, coalesce(p_log_matches, false);
+    END IF;
 
     v_result.rollup_name := p_rollup;
     v_result.in_sync := v_result.groups_mismatched + v_result.groups_missing + v_result.groups_extra = 0;

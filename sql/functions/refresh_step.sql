@@ -14,11 +14,14 @@
 -- and SQLSTATE, and the bucket waits job_retry_backoff * 2^(attempt-1) before its next
 -- attempt; after job_retry_limit attempts it is dead-lettered (tally.dead_letters,
 -- event bucket_dead_lettered). Returns 'done', 'failed', 'dead_letter', 'locked' or 'skipped'.
+-- jit = off: its estimates overshoot (CTEs, views over slots), and JIT compiling cost more
+-- than it saved (README, Performance).
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.refresh_step(p_run_id bigint, p_bucket date, p_full boolean)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $function$
 DECLARE
     v_job tally.runs%ROWTYPE;
