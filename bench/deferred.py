@@ -17,7 +17,6 @@ them. After every run both rollups are compared with a recomputation from the so
 from __future__ import annotations
 
 import argparse
-import shlex
 import shutil
 import statistics
 import sys
@@ -29,7 +28,7 @@ from typing import Any
 
 import psycopg
 
-from bench.run import DB, BenchFailure, pgbench, publish
+from bench.run import DB, BenchFailure, command_line, pgbench, publish
 from harness import install
 from harness.cluster import EmbeddedCluster, free_port
 
@@ -170,10 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8], help="pgbench client counts")
     parser.add_argument("--out", type=Path, default=None, help="also write the report to this file")
     args = parser.parse_args(argv)
-    command = "python -m bench.deferred " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
-    return run(args, command.strip())
+    return run(args, command_line("bench.deferred", argv))
 
 
 if __name__ == "__main__":

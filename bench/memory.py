@@ -24,7 +24,6 @@ checked against a recomputation after every write; a difference fails the run (e
 from __future__ import annotations
 
 import argparse
-import shlex
 import shutil
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from bench.run import (
     VARIANTS,
     BenchFailure,
     check_exact,
+    command_line,
     fresh_schemas,
     publish,
     q,
@@ -192,10 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=None, help="also write the report to this file")
     args = parser.parse_args(argv)
-    command = "python -m bench.memory " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
-    return run(args, command.strip())
+    return run(args, command_line("bench.memory", argv))
 
 
 if __name__ == "__main__":

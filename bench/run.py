@@ -129,6 +129,9 @@ def metrics(cfg: Config) -> list[Metric]:
         Metric("w2_c1_append_floor", "W2 1 client, reference (not pgtally): a hand-written trigger that "
                "only appends each row to unindexed delta tables", "tps", "n/a"),
         Metric("w2_c16_append_floor", "W2 16 clients, the same append-only reference trigger", "tps", "n/a"),
+        Metric("w2_c1_delta_log_floor", "W2 1 client, reference (not pgtally): a hand-written trigger that "
+               "appends the statement's aggregated changes to delta tables with a key index", "tps", "n/a"),
+        Metric("w2_c16_delta_log_floor", "W2 16 clients, the same delta-log reference trigger", "tps", "n/a"),
         Metric("w2_c1_upsert_floor", "W2 1 client, reference (not pgtally): a hand-written trigger that "
                "upserts the user row and a per-backend global slot row, no aggregation", "tps", "n/a"),
         Metric("w2_c16_upsert_floor", "W2 16 clients, the same upsert reference trigger", "tps", "n/a"),
@@ -438,8 +441,10 @@ def run_w2(
 # one-row inserts (W2). They are references, not pgtally, and keep nothing readable by
 # themselves: "append" is the least work a statement trigger can do (each row's values
 # appended to a delta table per rollup, no index, no aggregation, a fold would still be
-# needed to read a total); "upsert" adds each row straight into its (existing) user row
-# and into one of 16 global slot rows (what a one-row fast path could run, no aggregation).
+# needed to read a total); "delta_log" is the write side of a delta-log design (the
+# statement's changes aggregated per group, appended to delta tables with a key index for
+# reads); "upsert" adds each row straight into its (existing) user row and into one of 16
+# global slot rows (what a one-row fast path could run, no aggregation).
 W2_REFERENCES = {
     "append": """
 CREATE TABLE {schema}.user_deltas (user_id uuid NOT NULL, emissions numeric(30, 6) NOT NULL);
@@ -452,6 +457,28 @@ BEGIN
     )
     INSERT INTO {schema}.user_deltas
     SELECT n.user_id, n.emissions_saved_lbs FROM new_rows AS n WHERE n.verified;
+    RETURN NULL;
+END $$;
+""",
+    "delta_log": """
+CREATE TABLE {schema}.user_deltas (user_id uuid NOT NULL, emissions numeric(30, 6), actions bigint NOT NULL);
+CREATE INDEX ON {schema}.user_deltas (user_id);
+CREATE TABLE {schema}.global_deltas (emissions numeric(30, 6), actions bigint NOT NULL);
+CREATE FUNCTION {schema}.maintain() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    WITH changes AS (
+        SELECT GROUPING(n.user_id) AS grouping_set, n.user_id, sum(n.emissions_saved_lbs) AS emissions,
+               count(*) AS actions
+        FROM new_rows AS n WHERE n.verified
+        GROUP BY GROUPING SETS ((), (n.user_id))
+    ),
+    global_delta AS (
+        INSERT INTO {schema}.global_deltas
+        SELECT c.emissions, c.actions FROM changes AS c WHERE c.grouping_set = 1 AND c.actions > 0
+    )
+    INSERT INTO {schema}.user_deltas
+    SELECT c.user_id, c.emissions, c.actions FROM changes AS c WHERE c.grouping_set = 0;
     RETURN NULL;
 END $$;
 """,
@@ -697,7 +724,7 @@ user move maps each user to the next one. W2 inserts one row per transaction thr
 same script after `tally.set_slots(rollup, 16)` on both rollups, against the baseline TPS of
 the same repetition, and the slot reads follow a `tally.compact` (the rollups then go back
 to one row per group). The W2 reference rows run the same script, for half as long,
-against two hand-written triggers in schemas of their own (`W2_REFERENCES` in
+against three hand-written triggers in schemas of their own (`W2_REFERENCES` in
 bench/run.py): not pgtally, and nothing readable by itself in the append one; they show
 what the least work a trigger can do costs on this machine. W4 runs after a leaderboard
 index `(total_emissions_lbs DESC, user_id)` is created on the stats table (the writes
@@ -777,10 +804,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reps is not None and args.reps < 1:
         parser.error("--reps must be at least 1")
-    command = "python -m bench.run " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
-    return run(Config.make(args.quick, args.reps), command.strip(), args.out)
+    return run(Config.make(args.quick, args.reps), command_line("bench.run", argv), args.out)
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """How a benchmark was invoked, for its report: `python -m MODULE ARGS` (shell-quoted)."""
+    args = argv if argv is not None else sys.argv[1:]
+    return " ".join(["python -m", module, *(shlex.quote(a) for a in args)])
 
 
 if __name__ == "__main__":

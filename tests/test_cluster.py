@@ -85,3 +85,25 @@ def test_demo_runs_twice_and_the_global_total_is_exact(cluster: EmbeddedCluster)
     assert "-> exact" in out
     assert "30.9" in out  # 10.2 + 10.3 + 10.4, the unverified 99.9 left out
     assert f'psql "host=127.0.0.1 port={cluster.port} user=postgres dbname=pgtally"' in out
+
+
+@pytest.mark.slow
+def test_server_command_starts_reports_and_says_stopped(cluster: EmbeddedCluster) -> None:
+    import subprocess
+    import sys
+
+    def server(action: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())",
+             "server", action, "--datadir", str(cluster.datadir), "--port", str(cluster.port)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    started = server("start")
+    assert started.returncode == 0 and "running: pid" in started.stdout, started
+    assert server("status").returncode == 0
+    stopped = server("stop")
+    assert stopped.returncode == 0, stopped
+    assert stopped.stdout.startswith("stopped (data directory"), stopped.stdout
+    gone = server("status")
+    assert gone.returncode == 1 and gone.stdout.startswith("not running"), gone

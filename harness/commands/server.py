@@ -34,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     elif status.running:
         console.print(f"running: pid {status.pid}, data directory {status.datadir}", highlight=False)
         console.print(f"connect: {cluster.psql_command(EMBEDDED_DATABASE)}", highlight=False)
+    elif args.action == "stop":
+        console.print(f"stopped (data directory {status.datadir})", highlight=False)
     else:
         console.print(f"not running (data directory {status.datadir})", highlight=False)
     if args.action == "status" and not status.running:
