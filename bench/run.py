@@ -144,6 +144,8 @@ def metrics(cfg: Config) -> list[Metric]:
         Metric("w3_move", f"W3 UPDATE moving user_id of 10% of {total} rows", "s", "<= 1.30x",
                _ratio_at_most(1.30)),
         Metric("w3_delete", f"W3 DELETE 10% of {total} rows", "s", "<= 1.40x", _ratio_at_most(1.40)),
+        Metric("w3_delete_reference", "W3 DELETE, reference (not pgtally): a hand-written trigger that "
+               "aggregates the old rows and updates the existing user and global rows", "s", "n/a"),
         Metric("w4_group", "W4 read one group (baseline: GROUP BY source)", "ms", "<= 0.15 ms",
                _latency_at_most(0.15)),
         Metric("w4_global", "W4 read the global row (baseline: sum over source)", "ms", "<= 0.15 ms",
@@ -331,11 +333,11 @@ def run_w1_w3(conn: psycopg.Connection[Any], cfg: Config, results: Results, orde
         ).format(q(s), sql.Literal(USERS), range_condition(cfg, 1)),
         S1_ROLLUPS,
     )  # fmt: skip
-    write_phase(
-        conn, results, "w3_delete", order,
-        lambda s: sql.SQL("DELETE FROM {}.user_actions WHERE {}").format(q(s), range_condition(cfg, 2)),
-        S1_ROLLUPS,
-    )  # fmt: skip
+    delete = lambda s: sql.SQL("DELETE FROM {}.user_actions WHERE {}").format(q(s), range_condition(cfg, 2))  # noqa: E731
+    reference_seconds = run_w3_delete_reference(conn, delete)
+    write_phase(conn, results, "w3_delete", order, delete, S1_ROLLUPS)
+    results.add("w3_delete_reference", "baseline", results.values["w3_delete"]["baseline"][-1])
+    results.add("w3_delete_reference", "pgtally", reference_seconds)
     # Both copies went through the same statements: their sources must be equal.
     sums = [
         conn.execute(
@@ -348,6 +350,64 @@ def run_w1_w3(conn: psycopg.Connection[Any], cfg: Config, results: Results, orde
     ]
     if sums[0] != sums[1]:
         raise BenchFailure(f"baseline and pgtally sources differ after W1/W3: {sums}")
+
+
+# A hand-written statement-level DELETE trigger doing the least any trigger-maintained
+# rollup must: aggregate the old rows per user and subtract them from the existing user
+# rows and the global row. A reference (not pgtally) for what W3 DELETE can cost here.
+DELETE_REFERENCE = """
+CREATE TABLE {schema}.user_totals (user_id uuid PRIMARY KEY, emissions numeric(30, 6),
+                                   actions bigint NOT NULL);
+INSERT INTO {schema}.user_totals
+SELECT user_id, sum(emissions_saved_lbs), count(*) FROM {schema}.user_actions WHERE verified GROUP BY user_id;
+CREATE TABLE {schema}.global_total (emissions numeric(30, 6), actions bigint NOT NULL);
+INSERT INTO {schema}.global_total
+SELECT sum(emissions_saved_lbs), count(*) FROM {schema}.user_actions WHERE verified;
+CREATE FUNCTION {schema}.maintain() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    WITH changes AS (
+        SELECT o.user_id, sum(o.emissions_saved_lbs) AS emissions, count(*) AS actions
+        FROM old_rows AS o WHERE o.verified GROUP BY o.user_id
+    ),
+    global_change AS (
+        UPDATE {schema}.global_total AS t
+        SET emissions = t.emissions - c.emissions, actions = t.actions - c.actions
+        FROM (SELECT sum(emissions) AS emissions, sum(actions) AS actions FROM changes) AS c
+    )
+    UPDATE {schema}.user_totals AS u
+    SET emissions = u.emissions - c.emissions, actions = u.actions - c.actions
+    FROM changes AS c WHERE u.user_id = c.user_id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER maintain AFTER DELETE ON {schema}.user_actions REFERENCING OLD TABLE AS old_rows
+FOR EACH STATEMENT EXECUTE FUNCTION {schema}.maintain();
+"""
+
+
+def run_w3_delete_reference(conn: psycopg.Connection[Any], delete: Callable[[str], sql.Composable]) -> float:
+    """Seconds of W3's DELETE on a copy of the baseline table under DELETE_REFERENCE's trigger."""
+    schema = "bench_delete_ref"
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(q(schema)))
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(q(schema)))
+    conn.execute(S1_TABLE.format(schema=schema))  # type: ignore[arg-type]
+    conn.execute(
+        sql.SQL("INSERT INTO {}.user_actions SELECT * FROM {}.user_actions").format(q(schema), q(BASE))
+    )
+    conn.execute(DELETE_REFERENCE.format(schema=schema))  # type: ignore[arg-type]
+    vacuum(conn)
+    seconds = timed(conn, delete(schema))
+    log(f"  {'w3_delete':<12} {'ref':<8} {seconds:8.3f} s")
+    total = conn.execute(
+        sql.SQL(
+            "SELECT g.emissions = (SELECT sum(emissions_saved_lbs) FROM {0}.user_actions WHERE verified) "
+            "AND g.emissions = (SELECT sum(emissions) FROM {0}.user_totals) FROM {0}.global_total AS g"
+        ).format(q(schema))
+    ).fetchone()
+    if total is None or total[0] is not True:
+        raise BenchFailure("the W3 DELETE reference trigger's totals are wrong")
+    conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(q(schema)))
+    return seconds
 
 
 PGBENCH_SCRIPT = """\\set u random(0, {last_user})
@@ -726,7 +786,9 @@ the same repetition, and the slot reads follow a `tally.compact` (the rollups th
 to one row per group). The W2 reference rows run the same script, for half as long,
 against three hand-written triggers in schemas of their own (`W2_REFERENCES` in
 bench/run.py): not pgtally, and nothing readable by itself in the append one; they show
-what the least work a trigger can do costs on this machine. W4 runs after a leaderboard
+what the least work a trigger can do costs on this machine. The W3 DELETE reference runs the
+same DELETE on a copy of the baseline table (taken just before it) under a hand-written
+trigger (`DELETE_REFERENCE`), against the baseline time. W4 runs after a leaderboard
 index `(total_emissions_lbs DESC, user_id)` is created on the stats table (the writes
 before it do not maintain that index); latencies are client round trips (psycopg,
 prepared, TCP on 127.0.0.1), so they include the round-trip floor shown by `SELECT 1`.
