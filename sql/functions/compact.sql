@@ -27,11 +27,7 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock_shared(tally.slot_layout_lock_key(p_rollup)) THEN
         RETURN 0;  -- tally.set_slots is changing the layout: nothing to fold now
     END IF;
-    SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT rollup_name FROM tally.rollups lists them.';
-    END IF;
+    v_rollup := tally.rollup_named(p_rollup);
     IF v_rollup.slot_table IS NULL THEN
         RETURN 0;
     END IF;

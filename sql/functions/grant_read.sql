@@ -15,9 +15,8 @@ AS $function$
 DECLARE
     v_count integer;
 BEGIN
-    IF p_rollup IS NOT NULL AND NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.rollup_name = p_rollup) THEN
-        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT rollup_name FROM tally.rollups lists them.';
+    IF p_rollup IS NOT NULL THEN
+        PERFORM tally.rollup_named(p_rollup);
     END IF;
     v_count := tally.change_stats_read_access(p_role, p_rollup, true);
     EXECUTE format('GRANT USAGE ON SCHEMA tally TO %I', p_role);

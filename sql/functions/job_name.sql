@@ -17,9 +17,8 @@ BEGIN
         RAISE EXCEPTION 'unknown job "%"', p_job
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Jobs are reconcile, refresh, purge and compact.';
     END IF;
-    IF p_rollup IS NOT NULL AND NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.rollup_name = p_rollup) THEN
-        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT rollup_name FROM tally.rollups lists them.';
+    IF p_rollup IS NOT NULL THEN
+        PERFORM tally.rollup_named(p_rollup);
     END IF;
     RETURN format('pgtally:%s:%s', coalesce(p_rollup, '*'), p_job);
 END;

@@ -29,12 +29,7 @@ DECLARE
     v_rollup tally.rollups%ROWTYPE;
     v_index text;
 BEGIN
-    SELECT * INTO v_rollup FROM tally.rollups AS r WHERE r.rollup_name = p_rollup;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'See SELECT rollup_name FROM tally.rollups.';
-    END IF;
+    v_rollup := tally.rollup_named(p_rollup);
     IF NOT EXISTS (SELECT FROM tally.rollup_measures AS m
                    WHERE m.rollup_name = p_rollup AND m.measure_name = p_measure) THEN
         RAISE EXCEPTION 'rollup "%" has no measure "%"', p_rollup, p_measure

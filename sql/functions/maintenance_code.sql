@@ -13,10 +13,7 @@ AS $function$
 DECLARE
     v_source regclass;
 BEGIN
-    SELECT r.source_table INTO v_source FROM tally.rollups AS r WHERE r.rollup_name = p_rollup;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup USING ERRCODE = 'undefined_object';
-    END IF;
+    v_source := (tally.rollup_named(p_rollup)).source_table;
     RETURN (
         SELECT string_agg(pg_catalog.pg_get_functiondef(p.oid), E'\n' ORDER BY e.o)
         FROM tally.rollup_sources AS s

@@ -24,10 +24,7 @@ DECLARE
     v_key_expressions text;
     v_any_null text;
 BEGIN
-    SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup USING ERRCODE = 'undefined_object';
-    END IF;
+    v_rollup := tally.rollup_named(p_rollup);
     IF p_batch_groups IS NULL OR p_batch_groups < 1 THEN
         RAISE EXCEPTION 'batch size must be a positive number of groups, not %', p_batch_groups
             USING ERRCODE = 'invalid_parameter_value';

@@ -17,11 +17,7 @@ DECLARE
     v_key_count integer;
     v_where text[];
 BEGIN
-    SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup
-            USING ERRCODE = 'undefined_object';
-    END IF;
+    v_rollup := tally.rollup_named(p_rollup);
 
     SELECT string_agg(format('%s AS %I', c.recompute_expression, c.column_name), ', '),
            count(*) FILTER (WHERE c.column_role = 'key')

@@ -49,11 +49,7 @@ DECLARE
     v_differing bigint;  -- groups the read-only compare found different (NULL: not run)
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(tally.slot_layout_lock_key(p_rollup));
-    SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT rollup_name FROM tally.rollups lists them.';
-    END IF;
+    v_rollup := tally.rollup_named(p_rollup);
     -- the source before the stats, the order writers and TRUNCATE lock in
     EXECUTE format('LOCK TABLE %s IN ACCESS SHARE MODE', v_rollup.source_table);
     IF p_sample IS NOT NULL AND p_sample < 1 THEN

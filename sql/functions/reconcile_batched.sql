@@ -25,9 +25,7 @@ DECLARE
     v_drifted bigint := 0;
     v_has_keys boolean;
 BEGIN
-    IF NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.rollup_name OPERATOR(pg_catalog.=) p_rollup) THEN
-        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup USING ERRCODE = 'undefined_object';
-    END IF;
+    PERFORM tally.rollup_named(p_rollup);
     IF p_batch_groups IS NULL OR p_batch_groups OPERATOR(pg_catalog.<) 1 THEN
         RAISE EXCEPTION 'batch size must be a positive number of groups, not %', p_batch_groups
             USING ERRCODE = 'invalid_parameter_value';

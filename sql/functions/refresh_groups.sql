@@ -27,10 +27,7 @@ DECLARE
     v_source_condition text;
     v_written bigint;
 BEGIN
-    SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup USING ERRCODE = 'undefined_object';
-    END IF;
+    v_rollup := tally.rollup_named(p_rollup);
     SELECT string_agg(quote_ident(c.column_name), ', ') INTO v_columns
     FROM tally.stats_columns(p_rollup) AS c WHERE c.recompute_expression IS NOT NULL;
 

@@ -1,8 +1,7 @@
 -- tally.rollup_to_change(p_rollup text, p_action text DEFAULT 'change') RETURNS tally.rollups
 --
 -- The catalogue row of a rollup the caller is about to change, after the checks every
--- changing function makes: the rollup exists (undefined_object, with a hint listing
--- where to look), and the caller is a member of its source table's owner role
+-- changing function makes: the rollup exists (tally.rollup_named), and the caller is a member of its source table's owner role
 -- (insufficient_privilege, "must be owner of table ... to <p_action> rollup ...").
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.rollup_to_change(p_rollup text, p_action text DEFAULT 'change')
@@ -12,13 +11,8 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
-    v_rollup tally.rollups%ROWTYPE;
+    v_rollup tally.rollups%ROWTYPE := tally.rollup_named(p_rollup);
 BEGIN
-    SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup
-            USING ERRCODE = 'undefined_object', HINT = 'SELECT rollup_name FROM tally.rollups lists them.';
-    END IF;
     IF NOT pg_has_role(current_user, v_rollup.owner_role, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to % rollup "%"', v_rollup.source_table, p_action, p_rollup
             USING ERRCODE = 'insufficient_privilege';

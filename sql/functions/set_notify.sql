@@ -21,10 +21,7 @@ DECLARE
     v_rollup tally.rollups%ROWTYPE;
     v_channel text := coalesce(p_channel, 'tally_' || p_rollup);
 BEGIN
-    SELECT * INTO v_rollup FROM tally.rollups WHERE rollup_name = p_rollup;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'rollup "%" does not exist', p_rollup USING ERRCODE = 'undefined_object';
-    END IF;
+    v_rollup := tally.rollup_named(p_rollup);
     IF p_payload IS NULL OR p_payload NOT IN ('keys', 'values', 'none', 'off') THEN
         RAISE EXCEPTION 'payload mode "%" is not one of keys, values, none, off', p_payload
             USING ERRCODE = 'invalid_parameter_value';
