@@ -313,6 +313,9 @@ def test_a_read_only_role_granted_read_uses_top_and_rank_and_nothing_else(
                 top(reader, "user_emissions", "total_emissions_lbs")
         with pytest.raises(errors.UndefinedObject):
             s1.execute("SELECT tally.grant_read('no_such_role_here')")
+        for call in ("grant_read", "revoke_read"):  # a misspelt rollup is an error, not 0 tables
+            with pytest.raises(errors.UndefinedObject, match='rollup "user_emission" does not exist'):
+                s1.execute(f"SELECT tally.{call}('board_reader', 'user_emission')")
     finally:
         s1.execute("DROP OWNED BY board_reader")
         s1.execute("DROP ROLE board_reader")

@@ -1,7 +1,7 @@
 -- tally.change_stats_read_access(p_role text, p_rollup text, p_grant boolean) RETURNS integer
 --
--- The part tally.grant_read and tally.revoke_read share: checks the role exists
--- (undefined_object), then grants (p_grant) or revokes SELECT on the stats table of
+-- The part tally.grant_read and tally.revoke_read share: checks the role and the rollup
+-- (when named) exist (undefined_object), then grants (p_grant) or revokes SELECT on the stats table of
 -- p_rollup, or of every rollup the caller owns (p_rollup NULL), to or from the role.
 -- Returns the number of stats tables changed.
 -- Security: invoker. Since: 0.1.0
@@ -16,6 +16,9 @@ DECLARE
 BEGIN
     IF p_role IS NULL OR to_regrole(quote_ident(p_role)) IS NULL THEN
         RAISE EXCEPTION 'role "%" does not exist', p_role USING ERRCODE = 'undefined_object';
+    END IF;
+    IF p_rollup IS NOT NULL THEN
+        PERFORM tally.rollup_named(p_rollup);
     END IF;
     FOR v_stats IN
         SELECT r.stats_table FROM tally.rollups AS r

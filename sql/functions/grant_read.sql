@@ -15,9 +15,6 @@ AS $function$
 DECLARE
     v_count integer;
 BEGIN
-    IF p_rollup IS NOT NULL THEN
-        PERFORM tally.rollup_named(p_rollup);
-    END IF;
     v_count := tally.change_stats_read_access(p_role, p_rollup, true);
     EXECUTE format('GRANT USAGE ON SCHEMA tally TO %I', p_role);
     EXECUTE format('GRANT SELECT ON tally.rollups, tally.rollup_keys, tally.rollup_measures TO %I', p_role);
