@@ -17,10 +17,8 @@ them. After every run both rollups are compared with a recomputation from the so
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +26,8 @@ from typing import Any
 
 import psycopg
 
-from bench.run import DB, BenchFailure, command_line, pgbench, publish
+from bench.run import DB, BenchFailure, command_line, pgbench, publish, throwaway_cluster
 from harness import install
-from harness.cluster import EmbeddedCluster, free_port
 
 VARIANTS = ("baseline", "immediate", "deferred")
 
@@ -94,40 +91,36 @@ def refresh(conn: psycopg.Connection[Any]) -> float:
 
 
 def run(args: argparse.Namespace, command: str) -> int:
-    base = Path(tempfile.mkdtemp(prefix="pgtally-bench-deferred-"))
-    base.chmod(0o755)  # the postgres OS user must reach the data directory below
-    cluster = EmbeddedCluster(base / "data", port=free_port(), cron_database=DB)
     measured = Measured()
     try:
-        cluster.start()
-        dsn = cluster.ensure_database(DB)
-        params = {"host": "127.0.0.1", "port": str(cluster.status().port)}
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            install.install(conn)
-            build(conn)
-            for rep in range(args.reps):
-                order = VARIANTS if rep % 2 == 0 else tuple(reversed(VARIANTS))
-                for clients in args.clients:
-                    for variant in order:
-                        script = base / f"insert_{variant}.sql"
-                        script.write_text(INSERT_SCRIPT.format(schema=variant))
-                        conn.execute("CHECKPOINT")
-                        tps, _ = pgbench(params, script, clients, args.seconds)
-                        measured.tps.setdefault((clients, variant), []).append(tps)
-                        print(
-                            f"rep {rep + 1} clients {clients:>2} {variant:<9} {tps:9.1f} tps", file=sys.stderr
-                        )
-                    measured.pending.setdefault(clients, []).append(pending(conn))
-                    measured.refresh_ms.setdefault(clients, []).append(refresh(conn))
-                    assert_exact(conn, "immediate_daily")
-                    assert_exact(conn, "deferred_daily")
-                    conn.execute("VACUUM ANALYZE")
+        with throwaway_cluster("pgtally-bench-deferred-") as (cluster, base):
+            cluster.start()
+            dsn = cluster.ensure_database(DB)
+            params = {"host": "127.0.0.1", "port": str(cluster.status().port)}
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                install.install(conn)
+                build(conn)
+                for rep in range(args.reps):
+                    order = VARIANTS if rep % 2 == 0 else tuple(reversed(VARIANTS))
+                    for clients in args.clients:
+                        for variant in order:
+                            script = base / f"insert_{variant}.sql"
+                            script.write_text(INSERT_SCRIPT.format(schema=variant))
+                            conn.execute("CHECKPOINT")
+                            tps, _ = pgbench(params, script, clients, args.seconds)
+                            measured.tps.setdefault((clients, variant), []).append(tps)
+                            print(
+                                f"rep {rep + 1} clients {clients:>2} {variant:<9} {tps:9.1f} tps",
+                                file=sys.stderr,
+                            )
+                        measured.pending.setdefault(clients, []).append(pending(conn))
+                        measured.refresh_ms.setdefault(clients, []).append(refresh(conn))
+                        assert_exact(conn, "immediate_daily")
+                        assert_exact(conn, "deferred_daily")
+                        conn.execute("VACUUM ANALYZE")
     except BenchFailure as exc:
         print(f"BENCHMARK FAILED: {exc}", file=sys.stderr)
         return 1
-    finally:
-        cluster.destroy()
-        shutil.rmtree(base, ignore_errors=True)
     publish(report(args, measured, command), args.out)
     return 0
 

@@ -24,9 +24,7 @@ checked against a recomputation after every write; a difference fails the run (e
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -37,7 +35,6 @@ import psycopg
 from psycopg import sql
 
 from bench.run import (
-    DB,
     S1_ROLLUPS,
     SCHEMA_OF,
     USERS,
@@ -49,9 +46,9 @@ from bench.run import (
     publish,
     q,
     start_configured,
+    throwaway_cluster,
 )
 from harness import install
-from harness.cluster import EmbeddedCluster, free_port
 
 GENERATED_ROWS = """
 INSERT INTO {schema}.user_actions (action_id, user_id, emissions_saved_lbs, verified, logged_at)
@@ -123,42 +120,37 @@ def temp_bytes(conn: psycopg.Connection[Any]) -> int:
 
 
 def run(args: argparse.Namespace, command: str) -> int:
-    base = Path(tempfile.mkdtemp(prefix="pgtally-memory-"))
-    base.chmod(0o755)  # the postgres OS user must reach the data directory below
-    cluster = EmbeddedCluster(base / "data", port=free_port(), cron_database=DB)
     results: list[Measurement] = []
     try:
-        dsn = start_configured(cluster)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            install.install(conn)
-            work_mem = conn.execute("SHOW work_mem").fetchone()[0]  # type: ignore[index]
-            for rows in args.rows:
-                fresh_schemas(conn)
-                for variant in VARIANTS:
-                    schema = SCHEMA_OF[variant]
-                    statements = {
-                        "INSERT ... SELECT": sql.SQL(
-                            GENERATED_ROWS.format(schema=schema, users=USERS, rows=rows)
-                        ),
-                        "DELETE (all rows)": sql.SQL("DELETE FROM {}.user_actions").format(q(schema)),
-                    }
-                    for name, statement in statements.items():
-                        conn.execute("CHECKPOINT")
-                        peak, spilled, seconds = measured_statement(dsn, statement)
-                        results.append(Measurement(rows, name, variant, peak, spilled, seconds))
-                        print(
-                            f"{rows:>11,} {name:<18} {variant:<8} peak {peak / 1024:7.1f} MB "
-                            f"temp {spilled / 2**20:8.1f} MB {seconds:7.1f} s",
-                            file=sys.stderr,
-                        )
-                        check_exact(conn, S1_ROLLUPS, f"{name} of {rows:,} rows")
-                        conn.execute(sql.SQL("VACUUM {}.user_actions").format(q(schema)))
+        with throwaway_cluster("pgtally-memory-") as (cluster, _):
+            dsn = start_configured(cluster)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                install.install(conn)
+                work_mem = conn.execute("SHOW work_mem").fetchone()[0]  # type: ignore[index]
+                for rows in args.rows:
+                    fresh_schemas(conn)
+                    for variant in VARIANTS:
+                        schema = SCHEMA_OF[variant]
+                        statements = {
+                            "INSERT ... SELECT": sql.SQL(
+                                GENERATED_ROWS.format(schema=schema, users=USERS, rows=rows)
+                            ),
+                            "DELETE (all rows)": sql.SQL("DELETE FROM {}.user_actions").format(q(schema)),
+                        }
+                        for name, statement in statements.items():
+                            conn.execute("CHECKPOINT")
+                            peak, spilled, seconds = measured_statement(dsn, statement)
+                            results.append(Measurement(rows, name, variant, peak, spilled, seconds))
+                            print(
+                                f"{rows:>11,} {name:<18} {variant:<8} peak {peak / 1024:7.1f} MB "
+                                f"temp {spilled / 2**20:8.1f} MB {seconds:7.1f} s",
+                                file=sys.stderr,
+                            )
+                            check_exact(conn, S1_ROLLUPS, f"{name} of {rows:,} rows")
+                            conn.execute(sql.SQL("VACUUM {}.user_actions").format(q(schema)))
     except BenchFailure as exc:
         print(f"BENCHMARK FAILED: {exc}", file=sys.stderr)
         return 1
-    finally:
-        cluster.destroy()
-        shutil.rmtree(base, ignore_errors=True)
     publish(report(results, command, work_mem), args.out)
     return 0
 

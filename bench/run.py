@@ -33,7 +33,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -802,39 +803,48 @@ S2: `loads(id bigserial, org_id int, status text)`, rollup count(*) per (org_id,
 # --------------------------------------------------------------------------- main
 
 
-def run(cfg: Config, command: str, out: Path | None) -> int:
-    started = time.perf_counter()
-    base = Path(tempfile.mkdtemp(prefix="pgtally-bench-"))
+@contextmanager
+def throwaway_cluster(prefix: str) -> Iterator[tuple[EmbeddedCluster, Path]]:
+    """An embedded cluster (not started) in a new temp directory, and that directory;
+    the cluster and the directory are destroyed on the way out, however it is left."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
     base.chmod(0o755)  # the postgres OS user must reach the data directory below
     cluster = EmbeddedCluster(base / "data", port=free_port(), cron_database=DB)
-    results = Results()
     try:
-        dsn = start_configured(cluster)
-        dsn_params = {"host": "127.0.0.1", "port": str(cluster.status().port)}
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            install.install(conn)
-            version = server_version(conn)
-            log(f"cluster at {dsn}; {version}")
-            log(f"building staging data ({2 * cfg.rows:,} rows)")
-            build_stage(conn, cfg)
-            vacuum(conn)
-            for rep in range(cfg.reps):
-                order = VARIANTS if rep % 2 == 0 else tuple(reversed(VARIANTS))
-                log(f"repetition {rep + 1}/{cfg.reps} (order: {', '.join(order)})")
-                fresh_schemas(conn)
-                vacuum(conn)
-                run_w1_w3(conn, cfg, results, order)
-                run_w2(conn, cfg, results, order, base, dsn_params)
-                run_w2_references(conn, cfg, results, base, dsn_params)
-                run_w4(conn, cfg, results, order)
-                run_w5(conn, cfg, results)
-                run_s2(conn, cfg, results, order)
-    except BenchFailure as exc:
-        print(f"BENCHMARK FAILED: {exc}", file=sys.stderr)
-        return 1
+        yield cluster, base
     finally:
         cluster.destroy()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def run(cfg: Config, command: str, out: Path | None) -> int:
+    started = time.perf_counter()
+    results = Results()
+    try:
+        with throwaway_cluster("pgtally-bench-") as (cluster, base):
+            dsn = start_configured(cluster)
+            dsn_params = {"host": "127.0.0.1", "port": str(cluster.status().port)}
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                install.install(conn)
+                version = server_version(conn)
+                log(f"cluster at {dsn}; {version}")
+                log(f"building staging data ({2 * cfg.rows:,} rows)")
+                build_stage(conn, cfg)
+                vacuum(conn)
+                for rep in range(cfg.reps):
+                    order = VARIANTS if rep % 2 == 0 else tuple(reversed(VARIANTS))
+                    log(f"repetition {rep + 1}/{cfg.reps} (order: {', '.join(order)})")
+                    fresh_schemas(conn)
+                    vacuum(conn)
+                    run_w1_w3(conn, cfg, results, order)
+                    run_w2(conn, cfg, results, order, base, dsn_params)
+                    run_w2_references(conn, cfg, results, base, dsn_params)
+                    run_w4(conn, cfg, results, order)
+                    run_w5(conn, cfg, results)
+                    run_s2(conn, cfg, results, order)
+    except BenchFailure as exc:
+        print(f"BENCHMARK FAILED: {exc}", file=sys.stderr)
+        return 1
     publish(report(cfg, results, version, command, time.perf_counter() - started), out)
     return 0
 
