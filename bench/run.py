@@ -255,14 +255,19 @@ CREATE TABLE {schema}.user_actions (
 S2_TABLE = "CREATE TABLE {schema}.loads (id bigserial PRIMARY KEY, org_id int NOT NULL, status text NOT NULL)"
 
 
+def s1_schema(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Schema `schema`, made afresh, holding S1's user_actions table, empty."""
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(q(schema)))
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(q(schema)))
+    conn.execute(S1_TABLE.format(schema=schema))  # type: ignore[arg-type]
+
+
 def fresh_schemas(conn: psycopg.Connection[Any]) -> None:
     """Drop every rollup and both schemas, then create S1 and S2 in each, empty."""
     conn.execute("SELECT tally.drop_rollup(rollup_name) FROM tally.rollups")
     for variant in VARIANTS:
         schema = SCHEMA_OF[variant]
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(q(schema)))
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(q(schema)))
-        conn.execute(S1_TABLE.format(schema=schema))  # type: ignore[arg-type]
+        s1_schema(conn, schema)
         conn.execute(S2_TABLE.format(schema=schema))  # type: ignore[arg-type]
     conn.execute(
         f"""
@@ -389,9 +394,7 @@ FOR EACH STATEMENT EXECUTE FUNCTION {schema}.maintain();
 def run_w3_delete_reference(conn: psycopg.Connection[Any], delete: Callable[[str], sql.Composable]) -> float:
     """Seconds of W3's DELETE on a copy of the baseline table under DELETE_REFERENCE's trigger."""
     schema = "bench_delete_ref"
-    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(q(schema)))
-    conn.execute(sql.SQL("CREATE SCHEMA {}").format(q(schema)))
-    conn.execute(S1_TABLE.format(schema=schema))  # type: ignore[arg-type]
+    s1_schema(conn, schema)
     conn.execute(
         sql.SQL("INSERT INTO {}.user_actions SELECT * FROM {}.user_actions").format(q(schema), q(BASE))
     )
@@ -574,9 +577,7 @@ def run_w2_references(
     seconds = max(cfg.pgbench_seconds // 2, 1)
     for name, ddl in W2_REFERENCES.items():
         schema = f"bench_{name}_floor"
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(q(schema)))
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(q(schema)))
-        conn.execute(S1_TABLE.format(schema=schema))  # type: ignore[arg-type]
+        s1_schema(conn, schema)
         conn.execute(ddl.format(schema=schema))  # type: ignore[arg-type]
         conn.execute(
             sql.SQL(
