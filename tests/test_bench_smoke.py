@@ -1,5 +1,6 @@
 """Smoke tests of the benchmarks: `python -m bench.run --quick --reps 1`, a one-second
-`python -m bench.deferred` run and a 20,000-row `python -m bench.memory` run, and their reports.
+`python -m bench.deferred` run, a 20,000-row `python -m bench.memory` run and a 300-insert
+`python -m bench.trigger_cpu` run, and their reports.
 
 No timing is asserted (the suite must not fail on a slow machine): only that the run
 succeeds, which includes its own exactness checks of every pgtally variant and of every
@@ -55,3 +56,12 @@ def test_memory_bench_small_run_reports_every_statement(tmp_path: Path) -> None:
     for row in rows:
         peak_mb = float(row.split("|")[4].split()[0].replace(",", ""))
         assert peak_mb > 0, f"no memory sampled for the backend: {row}"
+
+
+def test_trigger_cpu_bench_small_run_reports_every_copy(tmp_path: Path) -> None:
+    out = tmp_path / "TRIGGER_CPU.md"
+    run_bench("trigger_cpu", "--inserts", "300", "--rounds", "1", "--out", str(out), timeout=300)
+    rows = [line for line in out.read_text(encoding="utf-8").splitlines() if line.startswith("| ")][1:]
+    assert [row.split("|")[1].strip() for row in rows] == ["baseline", "pgtally", "reference"], rows
+    for row in rows:
+        assert float(row.split("|")[2]) > 0, row

@@ -16,7 +16,7 @@
 -- An INSERT or DELETE that changed exactly one row (an application's usual write) takes a
 -- second path instead of 1-2: one statement per rollup takes the change straight from the
 -- row, with no aggregation to plan and run, and returns nothing nobody reads. It costs a
--- third less CPU per one-row insert (bench/RESULTS.md); both paths lock rollups in the
+-- third less CPU per one-row insert (bench/TRIGGER_CPU.md); both paths lock rollups in the
 -- same order.
 -- Security: invoker (the generated function is SECURITY DEFINER, owned by the source
 -- table's owner, so writers of the source need no privilege on the stats tables).
