@@ -276,3 +276,44 @@ def test_rollups_of_a_dropped_source_are_skipped_then_dropped_cleanly(conn: psyc
         None,
         None,
     )
+
+
+def test_one_row_delete_of_the_smallest_integers_subtracts_in_the_wider_sum_type(
+    conn: psycopg.Connection[Any],
+) -> None:
+    # sum() of smallint/integer is bigint and of bigint numeric: the one-row path must
+    # negate in that type, as the aggregating path does (-32768 has no smallint negative)
+    conn.execute(
+        """
+        CREATE TABLE public.extremes (id int PRIMARY KEY, s smallint, i int, b bigint);
+        SELECT tally.create_rollup('extreme_sums', source => 'public.extremes',
+            measures => ARRAY['ss = sum(s)', 'si = sum(i)', 'sb = sum(b)', 'mean_i = avg(i)', 'mean_b = avg(b)']);
+        INSERT INTO public.extremes VALUES (1, -32768, -2147483648, -9223372036854775808);
+        INSERT INTO public.extremes VALUES (2, 5, 6, 7);
+        """
+    )
+    conn.execute("DELETE FROM public.extremes WHERE id = 1")
+    assert_exact(conn, "extreme_sums")
+    assert stats_rows(conn, "extreme_sums", "ss", "si", "sb") == [(5, 6, 7)]
+    conn.execute("DELETE FROM public.extremes WHERE id = 2")
+    assert stats_rows(conn, "extreme_sums", "ss") == []
+
+
+def test_literals_in_a_filter_reach_the_trigger_unchanged(conn: psycopg.Connection[Any]) -> None:
+    # generated code is indented and annotated for reading; a user's string literal must
+    # reach the trigger unchanged (a line break in it, text like the "-- rollup" markers),
+    # on the one-row and the aggregating path alike
+    odd_labels = ["skip\n    me", "-- rollup a, b"]
+    conn.execute("CREATE TABLE public.labels (id serial PRIMARY KEY, label text NOT NULL)")
+    conn.execute(
+        "SELECT tally.create_rollup('kept_labels', source => 'public.labels', measures => ARRAY['n = count(*)'], "
+        "filter => %s)",
+        ("label <> 'skip\n    me' AND label <> '-- rollup a, b'",),
+    )
+    conn.execute("INSERT INTO public.labels (label) VALUES ('x')")
+    for label in odd_labels:
+        conn.execute("INSERT INTO public.labels (label) VALUES (%s)", (label,))
+    conn.execute("INSERT INTO public.labels (label) VALUES ('y'), (%s), (%s)", odd_labels)
+    conn.execute("DELETE FROM public.labels WHERE id = 2")
+    assert_exact(conn, "kept_labels")
+    assert stats_rows(conn, "kept_labels", "n") == [(2,)]

@@ -13,9 +13,9 @@
 --      affected groups only.
 -- A rollup in deferred mode (tally.deferred_rollups) gets none of 2-4: its changed group
 -- keys are appended to tally.invalidations instead, for its refresh job.
--- An INSERT or DELETE that changed exactly one row (an application's usual write) takes a
+-- An INSERT or DELETE that changed at most one row (an application's usual write) takes a
 -- second path instead of 1-2: one statement per rollup takes the change straight from the
--- row, with no aggregation to plan and run, and returns nothing nobody reads. It costs a
+-- row, with no aggregation to plan and run and no RETURNING that nothing reads. It costs a
 -- third less CPU per one-row insert (bench/TRIGGER_CPU.md); both paths lock rollups in the
 -- same order.
 -- Security: invoker (the generated function is SECURITY DEFINER, owned by the source
@@ -88,6 +88,8 @@ DECLARE
     -- a one-row INSERT or DELETE takes a path without aggregation (an UPDATE changes two rows)
     v_has_one_row_path boolean := p_event IN ('insert', 'delete');
     v_results_needed boolean;
+    v_main text;
+    v_reindent boolean;  -- whether the one-row path may indent generated text (see below)
     v_source_text text := p_source::text;
     i integer;
 BEGIN
@@ -236,9 +238,8 @@ $code$,
         v_prefix := 'r' || v_rollup_index;
         v_rollup_condition := CASE WHEN v_rollup.row_filter IS NULL THEN 'true'
                                    ELSE 'e' || array_position(v_row_expressions, v_rollup.row_filter) END;
-        v_changes := v_changes
-            || format('-- rollup %s', v_rollup.rollup_name)
-            || format('count(*) FILTER (WHERE %s) AS %s_touched', v_rollup_condition, v_prefix);
+        v_changes := v_changes || format(E'-- rollup %s\n               count(*) FILTER (WHERE %s) AS %s_touched',
+                                         v_rollup.rollup_name, v_rollup_condition, v_prefix);
         v_one_row_changes := ARRAY(
                 SELECT 'k' || array_position(v_key_expressions, k.key_expression)
                 FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup.rollup_name ORDER BY k.key_position)
@@ -371,7 +372,8 @@ E'upsert_%1$s AS (\n'
                     tally.signed_sum_sql(p_event, v_argument, v_measure_condition), v_change_column);
                 IF v_has_one_row_path THEN
                     v_one_row_changes := v_one_row_changes || format('%s AS %s',
-                        tally.one_row_sum_sql(p_event, v_argument, v_measure_condition), v_change_column);
+                        tally.one_row_sum_sql(p_event, v_argument, v_measure_condition, v_column.column_type),
+                        v_change_column);
                 END IF;
                 v_insert_columns := v_insert_columns || quote_ident(v_column.column_name);
                 v_select_columns := v_select_columns || ('c.' || v_change_column);
@@ -557,11 +559,18 @@ E'WITH changes AS (\n'
         array_to_string(v_upserts, E',\n    '),
         array_to_string(v_finals, E',\n           '),
         array_to_string(v_final_targets, ', '));
-    -- a "-- rollup" marker is a comment, not a column: drop the comma after it
-    v_body := regexp_replace(v_body, '(-- rollup [a-z0-9_]+),', '\1', 'g');
 
-    -- One changed row (a one-row INSERT or DELETE, the common case of an application's
-    -- writes): nothing to aggregate. One statement per rollup, in rollup order as above,
+    -- Indenting generated text for the IF below is cosmetic, and done by adding spaces after
+    -- every line break: it is skipped when a user's expression or name has a line break of
+    -- its own (inside a string literal, spaces added there would change the value).
+    v_reindent := NOT EXISTS (SELECT FROM unnest(v_key_expressions || v_row_expressions) AS e
+                              WHERE strpos(e, E'\n') > 0)
+              AND NOT EXISTS (SELECT FROM tally.rollups AS r CROSS JOIN tally.stats_columns(r.rollup_name) AS c
+                              WHERE r.source_table = p_source
+                                AND strpos(c.column_name || coalesce(r.slot_table, r.stats_table)::text, E'\n') > 0);
+
+    -- At most one changed row (a one-row INSERT or DELETE, the common case of an
+    -- application's writes; also one that changed nothing): nothing to aggregate. One statement per rollup, in rollup order as above,
     -- takes that rollup's change straight from the row.
     IF v_has_one_row_path THEN
         FOR i IN 1 .. cardinality(v_rollup_names) LOOP
@@ -582,21 +591,22 @@ E'WITH changes AS (\n'
                                                                                 cardinality(v_final_targets))], ', '));
             ELSE
                 -- nothing reads what the upsert returns: it is the statement itself
-                v_one_row_statements[i] := v_one_row_statements[i] || E'\n    ' || replace(
-                    regexp_replace(v_one_row_upserts[i], E'^upsert_\\S+ AS \\(\n        (.*)\n    \\)$', E'\\1'),
-                    E'\n        ', E'\n    ') || ';';
+                v_main := regexp_replace(v_one_row_upserts[i], E'^upsert_\\S+ AS \\(\n        (.*)\n    \\)$', E'\\1');
+                v_one_row_statements[i] := v_one_row_statements[i] || E'\n    '
+                    || CASE WHEN v_reindent THEN replace(v_main, E'\n        ', E'\n    ') ELSE v_main END || ';';
             END IF;
         END LOOP;
         v_body := format(
 E'IF NOT EXISTS (SELECT FROM %1$s OFFSET 1) THEN\n'
-'        -- one changed row (a one-row %2$s): each rollup takes its change straight from it\n'
+'        -- at most one changed row (a one-row %2$s): each rollup takes its change straight from it\n'
 '        %3$s\n'
 '    ELSE\n'
 '        %4$s\n'
 '    END IF;',
             CASE p_event WHEN 'insert' THEN 'tally_new_rows' ELSE 'tally_old_rows' END, upper(p_event),
-            replace(array_to_string(v_one_row_statements, E'\n    '), E'\n', E'\n    '),
-            replace(v_body, E'\n', E'\n    '));
+            CASE WHEN v_reindent THEN replace(array_to_string(v_one_row_statements, E'\n    '), E'\n', E'\n    ')
+                 ELSE array_to_string(v_one_row_statements, E'\n    ') END,
+            CASE WHEN v_reindent THEN replace(v_body, E'\n', E'\n    ') ELSE v_body END);
     END IF;
 
     RETURN format(

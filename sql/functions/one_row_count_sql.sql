@@ -1,6 +1,6 @@
 -- tally.one_row_count_sql(p_event text, p_condition text) RETURNS text
 --
--- Generated-code fragment: tally.signed_count_sql for a statement that changed exactly one
+-- Generated-code fragment: tally.signed_count_sql for a statement that changed at most one
 -- row, without an aggregate: 1 (insert) or -1 (delete) when the row meets p_condition,
 -- else 0. The one-row path of a generated trigger uses it so that it plans no aggregation.
 -- Security: invoker, pure. Since: 0.1.0
