@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -317,3 +318,34 @@ def test_literals_in_a_filter_reach_the_trigger_unchanged(conn: psycopg.Connecti
     conn.execute("DELETE FROM public.labels WHERE id = 2")
     assert_exact(conn, "kept_labels")
     assert stats_rows(conn, "kept_labels", "n") == [(2,)]
+
+
+@pytest.mark.parametrize("slots", [1, 4])
+def test_money_and_interval_sums_stay_exact_through_every_write(
+    conn: psycopg.Connection[Any], slots: int
+) -> None:
+    # money has no unary minus and no implicit cast from 0: removing rows negates sums as
+    # "* -1", and slots fill missing parts with '0' of the column's own type
+    conn.execute(
+        """
+        CREATE TABLE public.expenses (id int PRIMARY KEY, team int NOT NULL, cost money, took interval);
+        SELECT tally.create_rollup('team_expenses', source => 'public.expenses', group_by => ARRAY['team'],
+            measures => ARRAY['total = sum(cost)', 'spent = sum(took)', 'mean_took = avg(took)', 'n = count(*)']);
+        """
+    )
+    conn.execute("SELECT tally.set_slots('team_expenses', %s)", (slots,))
+    writes = [
+        "INSERT INTO public.expenses VALUES (1, 1, 5, '1 hour'), (2, 2, 7, '2 days'), (3, 1, 2.5, NULL)",
+        "INSERT INTO public.expenses VALUES (4, 2, NULL, '90 minutes')",
+        "DELETE FROM public.expenses WHERE id = 1",
+        "UPDATE public.expenses SET cost = cost + 1::money, took = coalesce(took, '1 minute') * 2",
+        "UPDATE public.expenses SET team = 3 WHERE id = 2",
+        "DELETE FROM public.expenses WHERE id IN (3, 4)",
+    ]
+    for write in writes:
+        conn.execute(write)
+        assert_exact(conn, "team_expenses")
+    conn.execute("SELECT tally.compact('team_expenses')")
+    conn.execute("SELECT tally.set_slots('team_expenses', 1)")
+    assert_exact(conn, "team_expenses")
+    assert stats_rows(conn, "team_expenses", "team", "total", "spent") == [(3, "$8.00", timedelta(days=4))]

@@ -57,10 +57,10 @@ BEGIN
         CASE WHEN v_keys IS NOT NULL THEN 'ORDER BY ' || v_keys ELSE '' END,
         coalesce(v_keys || ', ', ''),
         v_parts,
-        (SELECT string_agg(format('sum(coalesce(%s, 0))', p), ', ')
+        (SELECT string_agg(format('sum(coalesce(%s, ''0''))', p), ', ')
          FROM unnest(string_to_array(v_parts, ', ')) AS p),
         CASE WHEN v_keys IS NOT NULL THEN 'GROUP BY ' || v_keys ELSE 'HAVING count(*) > 0' END,
-        (SELECT string_agg(format('%1$s = coalesce(s.%1$s, 0) + coalesce(excluded.%1$s, 0)', p), ', ')
+        (SELECT string_agg(format('%1$s = coalesce(s.%1$s, ''0'') + coalesce(excluded.%1$s, ''0'')', p), ', ')
          FROM unnest(string_to_array(v_parts, ', ')) AS p),
         -- slot 0 rows in key order, as every writer and correction locks them
         CASE WHEN v_keys IS NOT NULL THEN ' ORDER BY ' || v_keys ELSE '' END)
@@ -69,7 +69,7 @@ BEGIN
     -- groups with nothing left: every part of slot 0 is zero
     EXECUTE format('DELETE FROM %1$s AS s WHERE s.ctid IN (SELECT z.ctid FROM %1$s AS z '
                    'WHERE z._tally_slot = 0 AND %2$s FOR UPDATE SKIP LOCKED)', v_rollup.slot_table,
-                   (SELECT string_agg(format('coalesce(z.%s, 0) = 0', p), ' AND ')
+                   (SELECT string_agg(format('coalesce(z.%s, ''0'') = ''0''', p), ' AND ')
                     FROM unnest(string_to_array(v_parts, ', ')) AS p));
     RETURN v_folded;
 END;

@@ -60,7 +60,7 @@ BEGIN
                        v_slot_table, v_columns,
                        (SELECT string_agg(quote_ident(k.key_name) || ', ', '' ORDER BY k.key_position)
                         FROM tally.rollup_keys AS k WHERE k.rollup_name = p_rollup),
-                       (SELECT string_agg(format('%1$I = coalesce(s.%1$I, 0) + coalesce(excluded.%1$I, 0)',
+                       (SELECT string_agg(format('%1$I = coalesce(s.%1$I, ''0'') + coalesce(excluded.%1$I, ''0'')',
                                                  c.column_name), ', ')
                         FROM tally.stats_columns(p_rollup) AS c
                         WHERE c.recompute_expression IS NOT NULL AND c.column_role <> 'key'))

@@ -380,7 +380,7 @@ E'upsert_%1$s AS (\n'
                 v_set_clauses := v_set_clauses || CASE
                     WHEN v_rollup.slot_table IS NOT NULL THEN
                         -- a slot holds a partial sum: NULL only in the view, when the group has no value
-                        format('%1$I = coalesce(s.%1$I, 0) + coalesce(excluded.%1$I, 0)', v_column.column_name)
+                        format('%1$I = coalesce(s.%1$I, ''0'') + coalesce(excluded.%1$I, ''0'')', v_column.column_name)
                     ELSE format(
                         '%1$I = CASE WHEN s.%2$I + excluded.%2$I = 0 THEN NULL WHEN s.%1$I IS NULL THEN excluded.%1$I '
                         'WHEN excluded.%1$I IS NULL THEN s.%1$I ELSE s.%1$I + excluded.%1$I END',

@@ -24,11 +24,11 @@ AS $function$
                 WHEN c.column_role IN ('rows', 'nonnull') OR c.aggregate_function = 'count'
                     THEN format('sum(s.%I)::bigint', c.column_name)
                 WHEN c.column_role = 'value' AND c.aggregate_function = 'avg'
-                    THEN format('(CASE WHEN sum(s.%1$I) > 0 THEN sum(coalesce(s.%2$I, 0)) / sum(s.%1$I)::%3$s END)::%4$s',
+                    THEN format('(CASE WHEN sum(s.%1$I) > 0 THEN sum(coalesce(s.%2$I, ''0'')) / sum(s.%1$I)::%3$s END)::%4$s',
                                 '_tally_n_' || c.column_name, '_tally_sum_' || c.column_name,
                                 CASE WHEN c.column_type = 'numeric' THEN 'numeric' ELSE 'double precision' END,
                                 c.column_type)
-                ELSE format('(CASE WHEN sum(s.%1$I) = 0 THEN NULL ELSE sum(coalesce(s.%2$I, 0)) END)::%3$s',
+                ELSE format('(CASE WHEN sum(s.%1$I) = 0 THEN NULL ELSE sum(coalesce(s.%2$I, ''0'')) END)::%3$s',
                             '_tally_n_' || CASE WHEN c.column_role = 'sum_state'
                                                 THEN substr(c.column_name, length('_tally_sum_') + 1)
                                                 ELSE c.column_name END,
@@ -39,7 +39,7 @@ AS $function$
                 WHEN c.column_role IN ('rows', 'nonnull') OR c.aggregate_function = 'count'
                     THEN format('sum(s.%I) <> 0', c.column_name)
                 WHEN c.column_role = 'sum_state' OR (c.column_role = 'value' AND c.aggregate_function = 'sum')
-                    THEN format('sum(coalesce(s.%I, 0)) <> 0', c.column_name)
+                    THEN format('sum(coalesce(s.%I, ''0'')) <> ''0''', c.column_name)
             END AS nonzero
         FROM tally.stats_columns(p_rollup) AS c
     )
