@@ -349,3 +349,24 @@ def test_money_and_interval_sums_stay_exact_through_every_write(
     conn.execute("SELECT tally.set_slots('team_expenses', 1)")
     assert_exact(conn, "team_expenses")
     assert stats_rows(conn, "team_expenses", "team", "total", "spent") == [(3, "$8.00", timedelta(days=4))]
+
+
+def test_a_bare_row_count_reads_no_column_of_the_source(conn: psycopg.Connection[Any]) -> None:
+    # no key, no filter, only count(*): the generated code selects no source column at all
+    conn.execute(
+        """
+        CREATE TABLE public.visits (id int PRIMARY KEY, page text);
+        SELECT tally.create_rollup('visit_count', source => 'public.visits', measures => ARRAY['n = count(*)']);
+        """
+    )
+    for write in (
+        "INSERT INTO public.visits VALUES (1, 'a')",
+        "INSERT INTO public.visits VALUES (2, 'b'), (3, 'c')",
+        "UPDATE public.visits SET page = 'z'",
+        "DELETE FROM public.visits WHERE id = 1",
+    ):
+        conn.execute(write)
+        assert_exact(conn, "visit_count")
+    assert stats_rows(conn, "visit_count", "n") == [(2,)]
+    conn.execute("DELETE FROM public.visits")
+    assert stats_rows(conn, "visit_count", "n") == []

@@ -202,8 +202,9 @@ $code$,
                                   array_to_string(v_inner_columns, E',\n                   '), v_inner_filter)
         WHEN 'delete' THEN format(E'SELECT %s\n            FROM tally_old_rows%s',
                                   array_to_string(v_inner_columns, E',\n                   '), v_inner_filter)
-        ELSE format(E'SELECT 1 AS change_sign, %1$s\n            FROM tally_new_rows%2$s\n            UNION ALL\n            SELECT -1, %1$s\n            FROM tally_old_rows%2$s',
-                    array_to_string(v_inner_columns, E',\n                   '), v_inner_filter)
+        ELSE format(E'SELECT %1$s\n            FROM tally_new_rows%3$s\n            UNION ALL\n            SELECT %2$s\n            FROM tally_old_rows%3$s',
+                    array_to_string('1 AS change_sign'::text || v_inner_columns, E',\n                   '),
+                    array_to_string('-1'::text || v_inner_columns, E',\n                   '), v_inner_filter)
     END;
 
     IF cardinality(v_sets) > 1 THEN
@@ -570,18 +571,36 @@ E'WITH changes AS (\n'
                                 AND strpos(c.column_name || coalesce(r.slot_table, r.stats_table)::text, E'\n') > 0);
 
     -- At most one changed row (a one-row INSERT or DELETE, the common case of an
-    -- application's writes; also one that changed nothing): nothing to aggregate. One statement per rollup, in rollup order as above,
-    -- takes that rollup's change straight from the row.
+    -- application's writes; also one that changed nothing): nothing to aggregate. One
+    -- statement per rollup, in rollup order as above, takes that rollup's change straight
+    -- from the row, reading only the expressions that rollup uses.
     IF v_has_one_row_path THEN
         FOR i IN 1 .. cardinality(v_rollup_names) LOOP
+            SELECT r.* INTO v_rollup FROM tally.rollups AS r WHERE r.rollup_name = v_rollup_names[i];
             v_one_row_statements[i] := format(
 E'WITH changes AS (\n'
 '        SELECT %s\n'
 '        FROM (\n'
-'            %s\n'
+'            SELECT %s\n'
+'            FROM %s%s\n'
 '        ) AS changed_row\n'
 '    )',
-                v_one_row_statements[i], v_inner);
+                v_one_row_statements[i],
+                (SELECT string_agg(c, E',\n                   ' ORDER BY o)
+                 FROM unnest(v_inner_columns) WITH ORDINALITY AS u(c, o)
+                 WHERE c IN (SELECT format('(%s) AS k%s', k.key_expression,
+                                           array_position(v_key_expressions, k.key_expression))
+                             FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup.rollup_name)
+                    OR c IN (SELECT format('(%s) AS e%s', x.e, array_position(v_row_expressions, x.e))
+                             FROM (SELECT v_rollup.row_filter
+                                   UNION ALL SELECT m.argument_expression FROM tally.rollup_measures AS m
+                                             WHERE m.rollup_name = v_rollup.rollup_name
+                                   UNION ALL SELECT m.measure_filter FROM tally.rollup_measures AS m
+                                             WHERE m.rollup_name = v_rollup.rollup_name) AS x(e)
+                             WHERE x.e IS NOT NULL)),
+                CASE p_event WHEN 'insert' THEN 'tally_new_rows' ELSE 'tally_old_rows' END,
+                CASE WHEN v_rollup.row_filter IS NOT NULL
+                     THEN format(E'\n            WHERE (%s)', v_rollup.row_filter) ELSE '' END);
             IF v_results_needed THEN
                 v_one_row_statements[i] := format(E'%s,\n    %s\n    SELECT %s\n    INTO %s;',
                     v_one_row_statements[i], v_one_row_upserts[i],
