@@ -123,3 +123,25 @@ def test_switching_off_stops_messages_and_bad_mode_is_refused(s1: tuple[Any, Any
         conn.execute("SELECT tally.set_notify('user_emissions', 'everything')")
     with pytest.raises(psycopg.errors.UndefinedObject):
         conn.execute("SELECT tally.set_notify('nope')")
+
+
+def test_values_of_a_rollup_whose_columns_are_named_s_and_k(
+    conn: psycopg.Connection[Any], connect: Callable[..., psycopg.Connection[Any]]
+) -> None:
+    # the feed reads stats rows through qualified references only
+    conn.execute(
+        """
+        CREATE TABLE public.points (id int PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+        SELECT tally.create_rollup('points_by_k', source => 'public.points', group_by => ARRAY['k'],
+            measures => ARRAY['s = sum(v)']);
+        SELECT tally.set_notify('points_by_k', 'values');
+        """
+    )
+    listener = connect()
+    listener.execute("LISTEN tally_points_by_k")
+    conn.execute("INSERT INTO public.points VALUES (1, 7, 5)")
+    (message,) = received(listener)
+    assert message["rows"] == [{"k": "7", "s": "5"}]
+    conn.execute("DELETE FROM public.points WHERE id = 1")
+    (message,) = received(listener)
+    assert message["rows"] == [{"key": {"k": "7"}, "deleted": True}]

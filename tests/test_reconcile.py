@@ -283,3 +283,81 @@ def test_batched_reconcile_commits_per_key_range_and_finds_drift_everywhere(
     assert_exact(conn)
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         conn.execute("CALL tally.reconcile_batched('daily_costs', 0)")
+
+
+def test_equal_keys_written_differently_are_one_group_also_when_null(conn: psycopg.Connection[Any]) -> None:
+    # interval '1 mon' = '30 days' and numeric 1.0 = 1.00: GROUP BY and the stats' unique
+    # key take each pair as one group, so reconcile must too, NULL keys included
+    conn.execute(
+        """
+        CREATE TABLE public.spans (id int PRIMARY KEY, span interval, size numeric);
+        SELECT tally.create_rollup('span_counts', source => 'public.spans', group_by => ARRAY['span', 'size'],
+            measures => ARRAY['n = count(*)']);
+        INSERT INTO public.spans VALUES (1, '1 month', 1.0), (2, NULL, NULL);
+        INSERT INTO public.spans VALUES (3, '30 days', 1.00), (4, NULL, 2);
+        DELETE FROM public.spans WHERE id = 1;
+        """
+    )
+    report = reconcile(conn, "tally.reconcile('span_counts')")
+    assert (
+        report["in_sync"],
+        report["groups_checked"],
+        report["groups_missing"],
+        report["groups_extra"],
+    ) == (
+        True,
+        3,
+        0,
+        0,
+    )
+    conn.execute("UPDATE public.span_counts SET n = 5 WHERE span IS NULL AND size IS NULL")
+    report = reconcile(conn, "tally.reconcile('span_counts', p_auto_correct => true)")
+    assert (report["groups_mismatched"], report["groups_missing"], report["groups_extra"]) == (1, 0, 0)
+    assert reconcile(conn, "tally.reconcile('span_counts')")["in_sync"] is True
+
+
+def test_measures_named_like_reconcile_aliases_and_a_leading_avg_are_reconciled(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute(
+        """
+        CREATE TABLE public.scores (id int PRIMARY KEY, g int NOT NULL, v int);
+        SELECT tally.create_rollup('scores_se', source => 'public.scores', group_by => ARRAY['g'],
+            measures => ARRAY['s = sum(v)', 'e = count(*)']);
+        SELECT tally.create_rollup('scores_r', source => 'public.scores', group_by => ARRAY['r = g'],
+            measures => ARRAY['s = sum(v)']);
+        SELECT tally.create_rollup('scores_mean', source => 'public.scores', measures => ARRAY['m = avg(v)']);
+        INSERT INTO public.scores VALUES (1, 1, 5), (2, 2, 7);
+        """
+    )
+    for rollup in ("scores_se", "scores_r", "scores_mean"):
+        assert reconcile(conn, "tally.reconcile(%s)", rollup)["in_sync"] is True
+    conn.execute("UPDATE public.scores_se SET s = 6 WHERE g = 1")
+    conn.execute("UPDATE public.scores_r SET s = 8 WHERE r = 2")
+    for rollup in ("scores_se", "scores_r"):
+        report = reconcile(conn, "tally.reconcile(%s, p_auto_correct => true)", rollup)
+        assert (report["in_sync"], report["groups_mismatched"]) == (False, 1)
+        assert reconcile(conn, "tally.reconcile(%s)", rollup)["in_sync"] is True
+    assert_exact(conn, "scores_se", "scores_r", "scores_mean")
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_auto_correct_of_money_and_interval_sums(conn: psycopg.Connection[Any], slots: int) -> None:
+    conn.execute(
+        """
+        CREATE TABLE public.bills (id int PRIMARY KEY, team int NOT NULL, cost money, took interval);
+        SELECT tally.create_rollup('team_bills', source => 'public.bills', group_by => ARRAY['team'],
+            measures => ARRAY['total = sum(cost)', 'spent = sum(took)']);
+        """
+    )
+    conn.execute("SELECT tally.set_slots('team_bills', %s)", (slots,))
+    conn.execute("INSERT INTO public.bills VALUES (1, 1, 3.10, '1 day'), (2, 2, 1, NULL)")
+    table = "team_bills_slots" if slots > 1 else "team_bills"
+    conn.execute(
+        f"UPDATE public.{table} SET total = total + 1::money, spent = spent + '1 hour' WHERE team = 1"
+    )
+    conn.execute(f"DELETE FROM public.{table} WHERE team = 2")
+    report = reconcile(conn, "tally.reconcile('team_bills', p_auto_correct => true)")
+    assert (report["groups_mismatched"], report["groups_missing"]) == (1, 1)
+    assert reconcile(conn, "tally.reconcile('team_bills')")["in_sync"] is True
+    assert_exact(conn, "team_bills")

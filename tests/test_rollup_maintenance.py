@@ -370,3 +370,21 @@ def test_a_bare_row_count_reads_no_column_of_the_source(conn: psycopg.Connection
     assert stats_rows(conn, "visit_count", "n") == [(2,)]
     conn.execute("DELETE FROM public.visits")
     assert stats_rows(conn, "visit_count", "n") == []
+
+
+def test_two_keys_of_one_expression_take_both_paths(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        """
+        CREATE TABLE public.parity (id int PRIMARY KEY, a int NOT NULL);
+        SELECT tally.create_rollup('parity_twice', source => 'public.parity',
+            group_by => ARRAY['x = a % 2', 'y = a % 2'], measures => ARRAY['n = count(*)']);
+        """
+    )
+    for write in (
+        "INSERT INTO public.parity VALUES (1, 1)",
+        "INSERT INTO public.parity VALUES (2, 1), (3, 2)",
+        "DELETE FROM public.parity WHERE id = 2",
+        "DELETE FROM public.parity WHERE id > 0",
+    ):
+        conn.execute(write)
+        assert_exact(conn, "parity_twice")

@@ -42,18 +42,22 @@ BEGIN
 
     IF v_slot_table IS NOT NULL THEN
         PERFORM pg_advisory_xact_lock(hashtextextended('pgtally:slot 0:' || p_rollup, 0));
-        EXECUTE format('SELECT (SELECT to_jsonb(s) FROM %s AS s WHERE %s), (SELECT to_jsonb(r) FROM (%s) AS r)',
+        EXECUTE format('SELECT (SELECT to_jsonb(s.*) FROM %s AS s WHERE %s), (SELECT to_jsonb(r.*) FROM (%s) AS r)',
                        v_stats, v_stats_condition, v_recompute)
         INTO v_before, v_after USING p_group_key;
         IF v_before IS NULL AND v_after IS NULL THEN
             RETURN 0;
         END IF;
-        SELECT jsonb_object_agg(c.column_name, CASE
-                   WHEN c.column_role = 'key' THEN coalesce(v_after, v_before) -> c.column_name
-                   ELSE to_jsonb(coalesce((v_after ->> c.column_name)::numeric, 0)
-                                 - coalesce((v_before ->> c.column_name)::numeric, 0)) END)
-        INTO v_difference
-        FROM tally.stats_columns(p_rollup) AS c WHERE c.recompute_expression IS NOT NULL;
+        -- the difference, computed in the columns' own types (money and interval sums too)
+        EXECUTE format('SELECT to_jsonb(d.*) FROM (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) AS a, '
+                       'pg_catalog.jsonb_populate_record(NULL::%2$s, $2) AS b) AS d',
+                       (SELECT string_agg(CASE WHEN c.column_role = 'key'
+                                               THEN format('CASE WHEN $3 THEN a.%1$I ELSE b.%1$I END AS %1$I', c.column_name)
+                                               ELSE format('coalesce(a.%1$I, ''0'') - coalesce(b.%1$I, ''0'') AS %1$I',
+                                                           c.column_name) END, ', ')
+                        FROM tally.stats_columns(p_rollup) AS c WHERE c.recompute_expression IS NOT NULL),
+                       v_stats)
+        INTO v_difference USING coalesce(v_after, '{}'), coalesce(v_before, '{}'), v_after IS NOT NULL;
         EXECUTE format('INSERT INTO %1$s AS s (%2$s, _tally_slot) '
                        'SELECT %2$s, 0 FROM pg_catalog.jsonb_populate_record(NULL::%1$s, $1) '
                        'ON CONFLICT (%3$s_tally_slot) DO UPDATE SET %4$s',
@@ -70,9 +74,9 @@ BEGIN
     LOOP
         EXIT WHEN v_slot_table IS NOT NULL;
         v_attempt := v_attempt + 1;
-        EXECUTE format('SELECT to_jsonb(s) FROM %s AS s WHERE %s FOR UPDATE', v_stats, v_stats_condition)
+        EXECUTE format('SELECT to_jsonb(s.*) FROM %s AS s WHERE %s FOR UPDATE', v_stats, v_stats_condition)
         INTO v_before USING p_group_key;
-        EXECUTE format('SELECT to_jsonb(r) FROM (%s) AS r', v_recompute) INTO v_after USING p_group_key;
+        EXECUTE format('SELECT to_jsonb(r.*) FROM (%s) AS r', v_recompute) INTO v_after USING p_group_key;
 
         IF v_before IS NULL AND v_after IS NULL THEN
             RETURN 0;

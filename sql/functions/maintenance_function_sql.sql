@@ -241,9 +241,10 @@ $code$,
                                    ELSE 'e' || array_position(v_row_expressions, v_rollup.row_filter) END;
         v_changes := v_changes || format(E'-- rollup %s\n               count(*) FILTER (WHERE %s) AS %s_touched',
                                          v_rollup.rollup_name, v_rollup_condition, v_prefix);
-        v_one_row_changes := ARRAY(
+        v_one_row_changes := ARRAY(  -- each key expression once (two keys of a rollup may share one)
                 SELECT 'k' || array_position(v_key_expressions, k.key_expression)
-                FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup.rollup_name ORDER BY k.key_position)
+                FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup.rollup_name
+                GROUP BY k.key_expression ORDER BY min(k.key_position))
             || format('%s AS %s_touched', tally.one_row_count_sql('insert', v_rollup_condition), v_prefix);
         v_set_condition := CASE WHEN cardinality(v_sets) > 1
             THEN format('c.grouping_set = %s AND ', tally.grouping_value(

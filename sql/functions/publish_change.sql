@@ -37,9 +37,12 @@ BEGIN
     ELSIF v_feed.payload_mode = 'values' THEN
         SELECT r.stats_table INTO v_stats FROM tally.rollups AS r WHERE r.rollup_name = p_rollup;
         EXECUTE format(
-            'SELECT coalesce(jsonb_agg(CASE WHEN s IS NULL THEN jsonb_build_object(%L, tally.exact_json(k), %L, true) '
-            'ELSE tally.exact_json(to_jsonb(s)) END), %L) '
-            'FROM jsonb_array_elements($1) AS k LEFT JOIN %s AS s ON to_jsonb(s) @> k',
+            -- qualified references only: a stats column may be named s or k
+            'SELECT coalesce(jsonb_agg(CASE WHEN s._tally_rows IS NULL '
+            'THEN jsonb_build_object(%L, tally.exact_json(changed.group_key), %L, true) '
+            'ELSE tally.exact_json(to_jsonb(s.*)) END), %L) '
+            'FROM jsonb_array_elements($1) AS changed(group_key) '
+            'LEFT JOIN %s AS s ON to_jsonb(s.*) @> changed.group_key',
             'key', 'deleted', '[]', v_stats)
         INTO v_rows USING p_keys;
         v_payload := v_payload || jsonb_build_object('rows', v_rows);

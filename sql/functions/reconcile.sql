@@ -82,11 +82,19 @@ BEGIN
     SELECT c.column_name INTO v_headline
     FROM tally.stats_columns(p_rollup) AS c
     WHERE c.column_role = 'value' AND c.column_type IN ('numeric', 'bigint', 'integer', 'smallint')
+      AND c.recompute_expression IS NOT NULL  -- compared (an avg is computed from its sum and count)
       AND NOT EXISTS (SELECT FROM tally.rollup_keys AS k WHERE k.rollup_name = p_rollup)
     ORDER BY c.measure_position LIMIT 1;
 
-    SELECT CASE WHEN bool_and(k.key_not_null) THEN string_agg(format('e.%1$I = s.%1$I', k.key_name), ' AND ')
-                ELSE format('%s = %s', tally.key_json_sql(p_rollup, 'e'), tally.key_json_sql(p_rollup, 's')) END
+    -- _tally_e (expected) and _tally_s (stored) cannot be a stats column's name (_tally is
+    -- reserved), so a measure named e or s does not capture these whole-row references
+    -- Groups match by their keys' own equality, as GROUP BY groups them (numeric 1.0 and
+    -- 1.00, interval '1 mon' and '30 days' are one group), not by their text. A key that
+    -- may be NULL is compared as a one-element array: array equality takes two NULLs as
+    -- equal, and the join can still hash.
+    SELECT string_agg(format(CASE WHEN k.key_not_null THEN '_tally_e.%1$I = _tally_s.%1$I'
+                                  ELSE 'ARRAY[_tally_e.%1$I] = ARRAY[_tally_s.%1$I]' END, k.key_name),
+                      ' AND ' ORDER BY k.key_position)
     INTO v_join
     FROM tally.rollup_keys AS k WHERE k.rollup_name = p_rollup;
     v_join := coalesce(v_join, 'true');  -- a global rollup: one row on each side at most
@@ -110,10 +118,10 @@ BEGIN
 
     IF p_sample IS NULL AND NOT coalesce(p_log_matches, false) THEN
         EXECUTE format($sql$
-            SELECT count(*), count(*) FILTER (WHERE e IS DISTINCT FROM s),
-                   min((s).%4$I::numeric), min((e).%4$I::numeric)
-            FROM (%2$s) AS e
-            FULL JOIN (%1$s) AS s ON %3$s
+            SELECT count(*), count(*) FILTER (WHERE _tally_e IS DISTINCT FROM _tally_s),
+                   min((_tally_s).%4$I::numeric), min((_tally_e).%4$I::numeric)
+            FROM (%2$s) AS _tally_e
+            FULL JOIN (%1$s) AS _tally_s ON %3$s
             $sql$, v_stored, v_expected, v_join, coalesce(v_headline, '_tally_rows'))
         INTO v_result.groups_checked, v_differing, v_result.stored_value, v_result.recomputed_value
         USING NULL::text[], NULL::bigint, p_keys;  -- the scope reads p_keys as $3, as below
@@ -131,11 +139,12 @@ BEGIN
             expected AS MATERIALIZED (%2$s),
             joined AS (
                 -- typed keys and whole rows: JSON is built only for the rows that differ
-                SELECT CASE WHEN s._tally_rows IS NULL THEN %3$s ELSE %5$s END AS group_key,
-                       s._tally_rows IS NULL AS missing, e._tally_rows IS NULL AS extra,
-                       e IS NOT DISTINCT FROM s AS same, e AS expected_record, s AS stored_record
-                FROM expected AS e
-                FULL JOIN stored AS s ON %6$s
+                SELECT CASE WHEN _tally_s._tally_rows IS NULL THEN %3$s ELSE %5$s END AS group_key,
+                       _tally_s._tally_rows IS NULL AS missing, _tally_e._tally_rows IS NULL AS extra,
+                       _tally_e IS NOT DISTINCT FROM _tally_s AS same,
+                       _tally_e AS expected_record, _tally_s AS stored_record
+                FROM expected AS _tally_e
+                FULL JOIN stored AS _tally_s ON %6$s
             ),
             compared AS (
                 SELECT j.group_key, j.missing, j.extra,
@@ -175,7 +184,8 @@ BEGIN
                    (SELECT count(*) FROM logged)
             FROM judged
             $sql$,
-            v_stored, v_expected, tally.key_json_sql(p_rollup, 'e'), p_rollup, tally.key_json_sql(p_rollup, 's'),
+            v_stored, v_expected, tally.key_json_sql(p_rollup, '_tally_e'), p_rollup,
+            tally.key_json_sql(p_rollup, '_tally_s'),
             v_join, coalesce(v_headline, '_tally_rows'))
         INTO v_result.groups_checked, v_result.groups_mismatched, v_result.groups_missing, v_result.groups_extra,
              v_result.stored_value, v_result.recomputed_value, v_result.groups_corrected
