@@ -361,3 +361,28 @@ def test_groups_with_a_null_day_are_a_bucket_of_their_own(conn: psycopg.Connecti
         "SELECT bucket, status, verified FROM tally.runs WHERE run_kind = 'refresh' ORDER BY bucket NULLS FIRST"
     ).fetchall()
     assert steps == [(None, "done", True), (date(2025, 3, 1), "done", True)]
+
+
+def test_refresh_and_pending_reads_match_groups_by_key_equality(conn: psycopg.Connection[Any]) -> None:
+    # interval '1 mon' = '30 days': one group for GROUP BY and the stats' unique key, so a
+    # refresh and an exact-now read must treat them as one, NULL keys included
+    conn.execute(
+        """
+        CREATE TABLE public.spans (id int PRIMARY KEY, span interval, w int NOT NULL);
+        SELECT tally.create_rollup('span_counts', source => 'public.spans', group_by => ARRAY['span'],
+            measures => ARRAY['n = count(*)', 'hi = max(w)']);
+        SELECT tally.set_mode('span_counts', 'deferred');
+        INSERT INTO public.spans VALUES (1, '1 month', 5), (2, NULL, 1);
+        """
+    )
+    conn.execute("CALL tally.run_job('span_counts', 'refresh')")
+    conn.execute("INSERT INTO public.spans VALUES (3, '30 days', 9)")
+    pending = conn.execute(
+        "SELECT n, hi FROM tally.read_pending(NULL::public.span_counts) ORDER BY 1, 2"
+    ).fetchall()
+    assert pending == [(1, 1), (2, 9)]
+    conn.execute("CALL tally.run_job('span_counts', 'refresh')")
+    assert conn.execute("SELECT n, hi FROM public.span_counts ORDER BY 1, 2").fetchall() == pending
+    conn.execute("DELETE FROM public.spans WHERE id = 1")
+    conn.execute("CALL tally.run_job('span_counts', 'refresh')")
+    assert_exact(conn, "span_counts")

@@ -388,3 +388,24 @@ def test_two_keys_of_one_expression_take_both_paths(conn: psycopg.Connection[Any
     ):
         conn.execute(write)
         assert_exact(conn, "parity_twice")
+
+
+def test_create_rollup_again_after_its_source_was_dropped_and_made_anew(
+    conn: psycopg.Connection[Any],
+) -> None:
+    # a migration that re-creates a table, then re-runs its create_rollup: the stale
+    # rollup (its source gone) is made again over the new table, not kept as "nothing to do"
+    declare = (
+        "SELECT tally.create_rollup('notes_by_author', source => 'public.notes', group_by => ARRAY['author'], "
+        "measures => ARRAY['n = count(*)'])"
+    )
+    conn.execute("CREATE TABLE public.notes (id int PRIMARY KEY, author text NOT NULL)")
+    conn.execute(declare)
+    conn.execute("INSERT INTO public.notes VALUES (1, 'ann')")
+    conn.execute("DROP TABLE public.notes")
+    conn.execute("CREATE TABLE public.notes (id int PRIMARY KEY, author text NOT NULL)")
+    conn.execute("INSERT INTO public.notes VALUES (1, 'bob'), (2, 'bob')")
+    conn.execute(declare)
+    conn.execute("INSERT INTO public.notes VALUES (3, 'cy')")
+    assert_exact(conn, "notes_by_author")
+    assert stats_rows(conn, "notes_by_author", "author", "n") == [("bob", 2), ("cy", 1)]

@@ -176,6 +176,13 @@ BEGIN
 
     ---------------------------------------------------------------- same name again?
     SELECT * INTO v_existing FROM tally.rollups AS r WHERE r.rollup_name = v_name;
+    IF FOUND AND NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = v_existing.source_table) THEN
+        -- its source table was dropped (a migration that re-creates a table): the old
+        -- rollup maintains nothing any more, and is made again over the new table
+        RAISE NOTICE 'rollup "%": its source table was dropped; creating it again over %', v_name, v_source;
+        PERFORM tally.drop_rollup(v_name);
+        FOUND := false;
+    END IF;
     IF FOUND THEN
         IF v_existing.definition = v_definition THEN
             RAISE NOTICE 'rollup "%" already exists with this definition: nothing to do', v_name;

@@ -47,12 +47,17 @@ BEGIN
     WHERE a.attrelid = v_stats AND a.attnum > 0 AND NOT a.attisdropped;
     v_source_condition := tally.group_set_condition_sql(v_rollup.rollup_name, v_keys);
 
+    -- pending groups are matched by key equality, not by their JSON text (tally.key_match_sql)
     RETURN QUERY EXECUTE format(
-        'SELECT s.* FROM %1$s AS s WHERE NOT (%2$s = ANY ($1)) AND (%3$s) '
+        'WITH pending AS (SELECT k.* FROM unnest($1) AS g '
+        'CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, g) AS k) '
+        'SELECT s.* FROM %1$s AS s WHERE NOT EXISTS (SELECT FROM pending AS k WHERE %2$s) AND (%3$s) '
         'UNION ALL '
-        'SELECT * FROM (SELECT %4$s FROM (%5$s) AS r WHERE %6$s = ANY ($1)) AS p WHERE (%3$s)',
-        v_stats, tally.key_json_sql(v_rollup.rollup_name, 's'), v_condition, v_columns,
-        tally.recompute_sql(v_rollup.rollup_name, v_source_condition), tally.key_json_sql(v_rollup.rollup_name, 'r'))
+        'SELECT * FROM (SELECT %4$s FROM (%5$s) AS r WHERE EXISTS (SELECT FROM pending AS k WHERE %6$s)) AS p '
+        'WHERE (%3$s)',
+        v_stats, tally.key_match_sql(v_rollup.rollup_name, 's', 'k'), v_condition, v_columns,
+        tally.recompute_sql(v_rollup.rollup_name, v_source_condition),
+        tally.key_match_sql(v_rollup.rollup_name, 'r', 'k'))
     USING v_keys;
 END;
 $function$;

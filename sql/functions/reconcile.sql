@@ -87,17 +87,10 @@ BEGIN
     ORDER BY c.measure_position LIMIT 1;
 
     -- _tally_e (expected) and _tally_s (stored) cannot be a stats column's name (_tally is
-    -- reserved), so a measure named e or s does not capture these whole-row references
-    -- Groups match by their keys' own equality, as GROUP BY groups them (numeric 1.0 and
-    -- 1.00, interval '1 mon' and '30 days' are one group), not by their text. A key that
-    -- may be NULL is compared as a one-element array: array equality takes two NULLs as
-    -- equal, and the join can still hash.
-    SELECT string_agg(format(CASE WHEN k.key_not_null THEN '_tally_e.%1$I = _tally_s.%1$I'
-                                  ELSE 'ARRAY[_tally_e.%1$I] = ARRAY[_tally_s.%1$I]' END, k.key_name),
-                      ' AND ' ORDER BY k.key_position)
-    INTO v_join
-    FROM tally.rollup_keys AS k WHERE k.rollup_name = p_rollup;
-    v_join := coalesce(v_join, 'true');  -- a global rollup: one row on each side at most
+    -- reserved), so a measure named e or s does not capture these whole-row references.
+    -- Groups match by their keys' own equality, as GROUP BY groups them, not by their text;
+    -- a global rollup has one row on each side at most.
+    v_join := tally.key_match_sql(p_rollup, '_tally_e', '_tally_s');
 
     INSERT INTO tally.runs (rollup_name, run_kind, details)
     VALUES (p_rollup, 'reconcile', jsonb_strip_nulls(jsonb_build_object(
