@@ -45,6 +45,8 @@ DECLARE
     v_set text;
     v_changes text[] := '{}';
     v_one_row_changes text[];  -- one rollup's columns of changes, from a statement's one changed row
+    v_one_row_columns text[] := '{}';  -- per rollup: those columns, as one list
+    v_one_row_inners text[] := '{}';  -- per rollup: the changed row, with the expressions it reads
     v_one_row_statements text[] := '{}';  -- per rollup: its statement for one changed row
     v_final_starts integer[] := '{}';  -- per rollup: where its entries in v_finals start
     v_returning_clause text;
@@ -246,6 +248,24 @@ $code$,
                 FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup.rollup_name
                 GROUP BY k.key_expression ORDER BY min(k.key_position))
             || format('%s AS %s_touched', tally.one_row_count_sql('insert', v_rollup_condition), v_prefix);
+        -- the one changed row as this rollup reads it: its keys and the expressions it uses
+        v_one_row_inners := v_one_row_inners || CASE WHEN v_has_one_row_path THEN format(E'SELECT %s\n            FROM %s%s',
+            (SELECT string_agg(c, E',\n                   ' ORDER BY o)
+             FROM (SELECT format('(%s) AS k%s', k.key_expression, array_position(v_key_expressions, k.key_expression)),
+                          array_position(v_key_expressions, k.key_expression)
+                   FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup.rollup_name
+                   UNION  -- each expression once, keys first, in the order of the shared pass
+                   SELECT format('(%s) AS e%s', x.e, array_position(v_row_expressions, x.e)),
+                          cardinality(v_key_expressions) + array_position(v_row_expressions, x.e)
+                   FROM (SELECT v_rollup.row_filter
+                         UNION ALL SELECT m.argument_expression FROM tally.rollup_measures AS m
+                                   WHERE m.rollup_name = v_rollup.rollup_name
+                         UNION ALL SELECT m.measure_filter FROM tally.rollup_measures AS m
+                                   WHERE m.rollup_name = v_rollup.rollup_name) AS x(e)
+                   WHERE x.e IS NOT NULL) AS u(c, o)),
+            CASE p_event WHEN 'insert' THEN 'tally_new_rows' ELSE 'tally_old_rows' END,
+            CASE WHEN v_rollup.row_filter IS NOT NULL
+                 THEN format(E'\n            WHERE (%s)', v_rollup.row_filter) ELSE '' END) END;
         v_set_condition := CASE WHEN cardinality(v_sets) > 1
             THEN format('c.grouping_set = %s AND ', tally.grouping_value(
                      string_to_array(nullif(v_sets[v_rollup_sets[v_rollup_index]], ''), ',')::integer[],
@@ -278,7 +298,7 @@ E'upsert_%1$s AS (\n'
             v_one_row_upserts := v_one_row_upserts || replace(replace(v_upsert,
                 'WHERE ' || v_set_condition, 'WHERE '),
                 CASE WHEN v_results_needed THEN '' ELSE E'\n        RETURNING 1' END, '');
-            v_one_row_statements := v_one_row_statements || array_to_string(v_one_row_changes, E',\n               ');
+            v_one_row_columns := v_one_row_columns || array_to_string(v_one_row_changes, E',\n               ');
             v_declares := v_declares || format('v_%s_changed bigint;  -- groups of rollup %s invalidated',
                                                v_prefix, v_rollup.rollup_name);
             v_finals := v_finals || format('(SELECT count(*) FROM upsert_%s)', v_rollup.rollup_name);
@@ -464,7 +484,7 @@ E'upsert_%1$s AS (\n'
         v_one_row_upserts := v_one_row_upserts || replace(replace(replace(v_upsert,
             'WHERE ' || v_set_condition, 'WHERE '), v_order_by || E'\n', E'\n'),
             CASE WHEN v_results_needed THEN '' ELSE v_returning_clause END, '');
-        v_one_row_statements := v_one_row_statements || array_to_string(v_one_row_changes, E',\n               ');
+        v_one_row_columns := v_one_row_columns || array_to_string(v_one_row_changes, E',\n               ');
 
         v_declares := v_declares || format('v_%s_changed bigint;  -- groups of rollup %s changed',
                                            v_prefix, v_rollup.rollup_name);
@@ -577,31 +597,14 @@ E'WITH changes AS (\n'
     -- from the row, reading only the expressions that rollup uses.
     IF v_has_one_row_path THEN
         FOR i IN 1 .. cardinality(v_rollup_names) LOOP
-            SELECT r.* INTO v_rollup FROM tally.rollups AS r WHERE r.rollup_name = v_rollup_names[i];
             v_one_row_statements[i] := format(
 E'WITH changes AS (\n'
 '        SELECT %s\n'
 '        FROM (\n'
-'            SELECT %s\n'
-'            FROM %s%s\n'
+'            %s\n'
 '        ) AS changed_row\n'
 '    )',
-                v_one_row_statements[i],
-                (SELECT string_agg(c, E',\n                   ' ORDER BY o)
-                 FROM unnest(v_inner_columns) WITH ORDINALITY AS u(c, o)
-                 WHERE c IN (SELECT format('(%s) AS k%s', k.key_expression,
-                                           array_position(v_key_expressions, k.key_expression))
-                             FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup.rollup_name)
-                    OR c IN (SELECT format('(%s) AS e%s', x.e, array_position(v_row_expressions, x.e))
-                             FROM (SELECT v_rollup.row_filter
-                                   UNION ALL SELECT m.argument_expression FROM tally.rollup_measures AS m
-                                             WHERE m.rollup_name = v_rollup.rollup_name
-                                   UNION ALL SELECT m.measure_filter FROM tally.rollup_measures AS m
-                                             WHERE m.rollup_name = v_rollup.rollup_name) AS x(e)
-                             WHERE x.e IS NOT NULL)),
-                CASE p_event WHEN 'insert' THEN 'tally_new_rows' ELSE 'tally_old_rows' END,
-                CASE WHEN v_rollup.row_filter IS NOT NULL
-                     THEN format(E'\n            WHERE (%s)', v_rollup.row_filter) ELSE '' END);
+                v_one_row_columns[i], v_one_row_inners[i]);
             IF v_results_needed THEN
                 v_one_row_statements[i] := format(E'%s,\n    %s\n    SELECT %s\n    INTO %s;',
                     v_one_row_statements[i], v_one_row_upserts[i],
