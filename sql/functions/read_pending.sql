@@ -47,17 +47,14 @@ BEGIN
     WHERE a.attrelid = v_stats AND a.attnum > 0 AND NOT a.attisdropped;
     v_source_condition := tally.group_set_condition_sql(v_rollup.rollup_name, v_keys);
 
-    -- pending groups are matched by key equality, not by their JSON text (tally.key_match_sql)
+    -- pending groups are matched by key equality, not by their JSON text
     RETURN QUERY EXECUTE format(
-        'WITH pending AS (SELECT k.* FROM unnest($1) AS g '
-        'CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, g) AS k) '
-        'SELECT s.* FROM %1$s AS s WHERE NOT EXISTS (SELECT FROM pending AS k WHERE %2$s) AND (%3$s) '
+        'SELECT s.* FROM %1$s AS s WHERE NOT %2$s AND (%3$s) '
         'UNION ALL '
-        'SELECT * FROM (SELECT %4$s FROM (%5$s) AS r WHERE EXISTS (SELECT FROM pending AS k WHERE %6$s)) AS p '
-        'WHERE (%3$s)',
-        v_stats, tally.key_match_sql(v_rollup.rollup_name, 's', 'k'), v_condition, v_columns,
+        'SELECT * FROM (SELECT %4$s FROM (%5$s) AS r WHERE %6$s) AS p WHERE (%3$s)',
+        v_stats, tally.group_in_set_sql(v_rollup.rollup_name, 's', '$1'), v_condition, v_columns,
         tally.recompute_sql(v_rollup.rollup_name, v_source_condition),
-        tally.key_match_sql(v_rollup.rollup_name, 'r', 'k'))
+        tally.group_in_set_sql(v_rollup.rollup_name, 'r', '$1'))
     USING v_keys;
 END;
 $function$;

@@ -53,16 +53,11 @@ BEGIN
     END IF;
     -- each key expression narrowed to the values present (index-friendly), then the exact tuples
     v_source_condition := tally.group_set_condition_sql(p_rollup, p_group_keys);
-    -- the groups are matched by key equality, not by their JSON text (tally.key_match_sql)
-    EXECUTE format('DELETE FROM %1$s AS s USING unnest($1) AS g '
-                   'CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, g) AS k WHERE %2$s',
-                   v_rollup.stats_table, tally.key_match_sql(p_rollup, 's', 'k'))
+    -- the groups are matched by key equality, not by their JSON text
+    EXECUTE format('DELETE FROM %s AS s WHERE %s', v_rollup.stats_table, tally.group_in_set_sql(p_rollup, 's', '$1'))
     USING p_group_keys;
-    EXECUTE format('INSERT INTO %1$s (%2$s) SELECT r.* FROM (%3$s) AS r WHERE EXISTS ('
-                   'SELECT FROM unnest($1) AS g CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, g) AS k '
-                   'WHERE %4$s)',
-                   v_rollup.stats_table, v_columns, tally.recompute_sql(p_rollup, v_source_condition),
-                   tally.key_match_sql(p_rollup, 'r', 'k'))
+    EXECUTE format('INSERT INTO %s (%s) SELECT r.* FROM (%s) AS r WHERE %s', v_rollup.stats_table, v_columns,
+                   tally.recompute_sql(p_rollup, v_source_condition), tally.group_in_set_sql(p_rollup, 'r', '$1'))
     USING p_group_keys;
     GET DIAGNOSTICS v_written = ROW_COUNT;
     RETURN v_written;

@@ -92,11 +92,8 @@ BEGIN
         ELSIF v_bucket_key IS NOT NULL THEN
             v_condition := format('%I IS NULL', v_bucket_key);
         ELSIF EXISTS (SELECT FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup) THEN
-            -- the refreshed groups, matched by key equality (tally.key_match_sql)
-            v_condition := format('EXISTS (SELECT FROM unnest(%L::jsonb[]) AS g CROSS JOIN LATERAL '
-                                  'pg_catalog.jsonb_populate_record(NULL::%s, g) AS k WHERE %s)',
-                                  coalesce(v_keys, '{}'), (tally.rollup_named(v_rollup)).stats_table,
-                                  tally.key_match_sql(v_rollup, 'a', 'k'));
+            -- the refreshed groups, matched by key equality
+            v_condition := tally.group_in_set_sql(v_rollup, 'a', format('%L::jsonb[]', coalesce(v_keys, '{}')));
         END IF;
         v_check := tally.reconcile(v_rollup, p_key_condition => v_condition,
                                    p_reason => format('verification of refresh run %s', v_step_id));
