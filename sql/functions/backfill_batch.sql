@@ -37,6 +37,14 @@ BEGIN
         -- no compaction or correction may move rows of this batch meanwhile (readers go on)
         EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', v_rollup.slot_table);
     END IF;
+    IF v_rollup.pending_table IS NOT NULL THEN
+        -- append mode: the batch's pending rows are in the recomputation below too
+        EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', v_rollup.pending_table);
+        EXECUTE format('DELETE FROM %s AS s WHERE %s AND (%s)', v_rollup.pending_table,
+                       CASE WHEN v_has_keys THEN tally.key_range_sql(p_rollup, 'stats') ELSE 'true' END,
+                       coalesce(v_batch.key_condition, 'true'))
+        USING v_batch.lower_key, v_batch.upper_key, v_batch.null_keys;
+    END IF;
     -- the plan's key condition (over key columns) narrows both sides, the NULL-key batch too
     -- a rollup with slots: the batch's groups become one row each, in slot 0
     EXECUTE format('DELETE FROM %s AS s WHERE %s AND (%s)', coalesce(v_rollup.slot_table, v_rollup.stats_table),

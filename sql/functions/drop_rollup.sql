@@ -2,8 +2,8 @@
 --
 -- Removes a rollup: its catalogue rows, its part of the source's generated triggers
 -- (regenerated for the rollups that remain, or removed with the last one), its scheduled
--- jobs (pg_cron jobs included), pending invalidations and its stats table unless
--- p_keep_stats.
+-- jobs (pg_cron jobs included), pending invalidations and its stats table (with its slot
+-- and pending tables) unless p_keep_stats, which keeps them as they are.
 -- Only a member of the source table's owner role may drop it. Works after the source
 -- table itself was dropped, too.
 -- Security: invoker. Since: 0.1.0
@@ -34,6 +34,9 @@ BEGIN
     IF NOT coalesce(p_keep_stats, false) AND v_rollup.slot_table IS NOT NULL THEN
         EXECUTE format('DROP VIEW %s', v_rollup.stats_table);
         EXECUTE format('DROP TABLE %s', v_rollup.slot_table);
+        IF v_rollup.pending_table IS NOT NULL THEN
+            EXECUTE format('DROP TABLE %s', v_rollup.pending_table);
+        END IF;
     ELSIF NOT coalesce(p_keep_stats, false) THEN
         EXECUTE format('DROP TABLE %s', v_rollup.stats_table);
     ELSE

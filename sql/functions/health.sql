@@ -1,12 +1,14 @@
 -- tally.health() RETURNS TABLE (...)
 --
--- One row per scheduled job (tally.scheduled_jobs) and per deferred rollup without a refresh job:
+-- One row per scheduled job (tally.scheduled_jobs), per deferred rollup without a refresh
+-- job and per rollup in append mode without a compact job (its own or the one over every rollup):
 -- last success and failure, whether a run holds the job's lock now, lag since the last
 -- success, pending invalidations (and the oldest), dead-lettered buckets, the last
 -- reconciliation of the rollup, and healthy. A job is unhealthy when it has not
 -- succeeded within twice its interval (counted from when it was scheduled if it never
 -- ran), when its rollup has dead letters, or when its last refresh wrote rows that did
--- not verify; a deferred rollup with nothing to refresh it is unhealthy too. Times are
+-- not verify; a deferred rollup with nothing to refresh it, and an append-mode rollup with
+-- nothing to fold its pending rows (its reads grow with them), are unhealthy too. Times are
 -- judged by tally.now(), so a drill can move the clock.
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.health()
@@ -33,13 +35,19 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $function$
     WITH subject AS (
-        SELECT j.rollup_name, j.job_name, j.job_kind, j.interval_seconds, j.scheduled_at
+        SELECT j.rollup_name, j.job_name, j.job_kind, j.interval_seconds, j.scheduled_at, NULL AS missing_job
         FROM tally.scheduled_jobs AS j
         UNION ALL
-        SELECT d.rollup_name, NULL, NULL, NULL, d.deferred_since
+        SELECT d.rollup_name, NULL, NULL, NULL, d.deferred_since, 'deferred rollup has no refresh job'
         FROM tally.deferred_rollups AS d
         WHERE NOT EXISTS (
             SELECT FROM tally.scheduled_jobs AS j WHERE j.rollup_name = d.rollup_name AND j.job_kind = 'refresh')
+        UNION ALL
+        SELECT r.rollup_name, NULL, NULL, NULL, NULL, 'rollup in append mode has no compact job'
+        FROM tally.rollups AS r
+        WHERE r.pending_table IS NOT NULL AND NOT EXISTS (
+            SELECT FROM tally.scheduled_jobs AS j
+            WHERE (j.rollup_name = r.rollup_name OR j.rollup_name IS NULL) AND j.job_kind = 'compact')
     ),
     measured AS (
         SELECT s.*,
@@ -81,7 +89,7 @@ AS $function$
     judged AS (
         SELECT m.*,
                CASE
-                   WHEN m.job_name IS NULL THEN 'deferred rollup has no refresh job'
+                   WHEN m.missing_job IS NOT NULL THEN m.missing_job
                    WHEN m.interval_seconds IS NOT NULL
                     AND coalesce(m.last_success, m.scheduled_at)
                         < tally.now() - 2 * m.interval_seconds * interval '1 second'

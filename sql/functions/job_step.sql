@@ -5,7 +5,8 @@
 -- job_failed on tally_operations) instead of escaping:
 --   reconcile: tally.reconcile of the job's rollup (every rollup for '*'), with the
 --              auto_correct option;
---   compact:   tally.compact of the job's rollup (every rollup with slots for '*');
+--   compact:   tally.compact of the job's rollup (every rollup with slots or in append mode
+--              for '*'), rows folded added up over the rounds of a repeating run;
 --   purge:     tally.purge_logs with the retention option (default the log_retention
 --              setting), plus the cron.job_run_details rows of pgtally:* jobs that ended
 --              before the retention (when pg_cron is there).
@@ -46,8 +47,11 @@ BEGIN
             END LOOP;
             v_details := jsonb_build_object('reconciled', v_details);
         ELSIF v_job = 'compact' THEN
-            SELECT jsonb_build_object('compacted', coalesce(jsonb_object_agg(r.rollup_name, tally.compact(r.rollup_name)),
-                                                            '{}'))
+            -- rows folded per rollup, added up over the rounds of a repeating run
+            SELECT jsonb_build_object(
+                       'compacted', coalesce(jsonb_object_agg(r.rollup_name, tally.compact(r.rollup_name)
+                           + coalesce((v_run.details #>> ARRAY['compacted', r.rollup_name])::bigint, 0)), '{}'),
+                       'rounds', coalesce((v_run.details ->> 'rounds')::integer, 0) + 1)
             INTO v_details
             FROM tally.rollups AS r
             WHERE (v_run.rollup_name IS NULL OR r.rollup_name = v_run.rollup_name) AND r.slot_table IS NOT NULL;

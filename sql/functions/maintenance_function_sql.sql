@@ -12,7 +12,9 @@
 --   4. min/max whose current extreme was removed are recomputed from the source for the
 --      affected groups only.
 -- A rollup in deferred mode (tally.deferred_rollups) gets none of 2-4: its changed group
--- keys are appended to tally.invalidations instead, for its refresh job.
+-- keys are appended to tally.invalidations instead, for its refresh job. A rollup in
+-- append mode (tally.rollups.pending_table) gets 2 as a plain INSERT of its changes into
+-- its pending table, which takes no row lock, and none of 3-4.
 -- An INSERT or DELETE that changed at most one row (an application's usual write) takes a
 -- second path instead of 1-2: one statement per rollup takes the change straight from the
 -- row, with no aggregation to plan and run and no RETURNING that nothing reads. It costs a
@@ -89,7 +91,8 @@ DECLARE
     v_uses_sign boolean := (p_event = 'update');
     -- a one-row INSERT or DELETE takes a path without aggregation (an UPDATE changes two rows)
     v_has_one_row_path boolean := p_event IN ('insert', 'delete');
-    v_results_needed boolean;
+    v_results_needed boolean;  -- whether the rollup's one-row statement reads what its upsert returns
+    v_rollup_results_needed boolean[] := '{}';  -- that, per rollup
     v_main text;
     v_reindent boolean;  -- whether the one-row path may indent generated text (see below)
     v_source_text text := p_source::text;
@@ -118,7 +121,8 @@ END;
 $generated$;
 $code$,
             v_function, v_source_text,
-            (SELECT string_agg(coalesce(r.slot_table, r.stats_table)::text, ', ' ORDER BY r.rollup_name)
+            (SELECT string_agg(concat_ws(', ', coalesce(r.slot_table, r.stats_table), r.pending_table), ', '
+                               ORDER BY r.rollup_name)
              FROM tally.rollups AS r WHERE r.source_table = p_source),
             (SELECT string_agg(format(E'\n    PERFORM tally.publish_change(%L, TG_OP, NULL, NULL);', f.rollup_name), ''
                                ORDER BY f.rollup_name)
@@ -226,17 +230,19 @@ $code$,
     FOR i IN 1 .. cardinality(v_key_expressions) LOOP
         v_changes := v_changes || ('k' || i);
     END LOOP;
-    -- What the upserts return is read only by change feeds and, for UPDATE and DELETE,
-    -- by the removal of emptied groups: a one-row INSERT into a source without a feed skips it.
-    v_results_needed := p_event <> 'insert' OR EXISTS (
-        SELECT FROM tally.change_feed AS f JOIN tally.rollups AS r USING (rollup_name)
-        WHERE r.source_table = p_source);
 
     -- Pass 2: per rollup, its columns in the aggregation, its upsert and its clean-up.
     FOR v_rollup IN
         SELECT r.* FROM tally.rollups AS r WHERE r.source_table = p_source ORDER BY r.rollup_name
     LOOP
         v_rollup_index := v_rollup_index + 1;
+        -- What a rollup's upsert returns is read only by its change feed and, for UPDATE
+        -- and DELETE, by the removal of its emptied groups (a plain stats table's): the
+        -- one-row path of the others skips it.
+        v_results_needed := EXISTS (SELECT FROM tally.change_feed AS f WHERE f.rollup_name = v_rollup.rollup_name)
+            OR (p_event <> 'insert' AND v_rollup.slot_table IS NULL
+                AND NOT EXISTS (SELECT FROM tally.deferred_rollups AS d WHERE d.rollup_name = v_rollup.rollup_name));
+        v_rollup_results_needed := v_rollup_results_needed || v_results_needed;
         v_final_starts := v_final_starts || (cardinality(v_finals) + 1);
         v_prefix := 'r' || v_rollup_index;
         v_rollup_condition := CASE WHEN v_rollup.row_filter IS NULL THEN 'true'
@@ -445,20 +451,42 @@ E'upsert_%1$s AS (\n'
             END IF;
         END LOOP;
 
-        IF v_rollup.slot_table IS NOT NULL THEN
+        IF v_rollup.pending_table IS NOT NULL THEN
+            NULL;  -- append mode: each statement's changes are rows of their own, in no slot
+        ELSIF v_rollup.slot_table IS NOT NULL THEN
             -- hot groups split over slots: this backend adds to its own slot row of each group
             v_insert_columns := v_insert_columns || '_tally_slot'::text;
             v_select_columns := v_select_columns || format('(1 + pg_backend_pid() %% %s)::smallint', v_rollup.slots);
             v_key_columns := v_key_columns || '_tally_slot'::text;
         END IF;
 
-        v_order_by := CASE WHEN cardinality(v_key_columns) > 0 AND v_key_columns[1] <> '_tally_slot'
+        v_order_by := CASE WHEN v_rollup.pending_table IS NULL AND cardinality(v_key_columns) > 0
+                                AND v_key_columns[1] <> '_tally_slot'
             THEN E'\n        ORDER BY ' || array_to_string(
                 v_select_columns[1:cardinality(v_key_columns) - CASE WHEN v_rollup.slot_table IS NULL THEN 0 ELSE 1 END],
                 ', ')
             ELSE '' END;
         v_returning_clause := E'\n        RETURNING ' || array_to_string(v_returning, ', ');
-        v_upsert := format(
+        IF v_rollup.pending_table IS NOT NULL THEN
+            -- append mode: the changes become new rows, so no stats row is locked and
+            -- concurrent writers of one group never wait for each other
+            v_upsert := format(
+E'upsert_%1$s AS (\n'
+'        -- rollup %1$s (append mode): append this statement''s changes to %2$s\n'
+'        INSERT INTO %2$s AS s (%3$s)\n'
+'        SELECT %4$s\n'
+'        FROM changes AS c\n'
+'        WHERE %5$sc.%6$s_touched > 0%7$s%8$s\n'
+'    )',
+                v_rollup.rollup_name, v_rollup.pending_table::text,
+                array_to_string(v_insert_columns, ', '),
+                array_to_string(v_select_columns, ', '),
+                v_set_condition,
+                v_prefix,
+                CASE WHEN v_skip_check THEN format(' AND v_relevant_rollups LIKE %L', '%,' || v_rollup.rollup_name || ',%') ELSE '' END,
+                v_returning_clause);
+        ELSE
+            v_upsert := format(
 E'upsert_%1$s AS (\n'
 '        -- rollup %1$s: add this statement''s changes to %2$s\n'
 '        INSERT INTO %2$s AS s (%3$s)\n'
@@ -468,17 +496,18 @@ E'upsert_%1$s AS (\n'
 '        ON CONFLICT %9$s DO UPDATE SET\n'
 '            %10$s%11$s\n'
 '    )',
-            v_rollup.rollup_name, coalesce(v_rollup.slot_table, v_rollup.stats_table)::text,
-            array_to_string(v_insert_columns, ', '),
-            array_to_string(v_select_columns, ', '),
-            v_set_condition,
-            v_prefix,
-            CASE WHEN v_skip_check THEN format(' AND v_relevant_rollups LIKE %L', '%,' || v_rollup.rollup_name || ',%') ELSE '' END,
-            v_order_by,
-            CASE WHEN cardinality(v_key_columns) = 0 THEN '((true))'
-                 ELSE '(' || array_to_string(v_key_columns, ', ') || ')' END,
-            array_to_string(v_set_clauses, E',\n            '),
-            v_returning_clause);
+                v_rollup.rollup_name, coalesce(v_rollup.slot_table, v_rollup.stats_table)::text,
+                array_to_string(v_insert_columns, ', '),
+                array_to_string(v_select_columns, ', '),
+                v_set_condition,
+                v_prefix,
+                CASE WHEN v_skip_check THEN format(' AND v_relevant_rollups LIKE %L', '%,' || v_rollup.rollup_name || ',%') ELSE '' END,
+                v_order_by,
+                CASE WHEN cardinality(v_key_columns) = 0 THEN '((true))'
+                     ELSE '(' || array_to_string(v_key_columns, ', ') || ')' END,
+                array_to_string(v_set_clauses, E',\n            '),
+                v_returning_clause);
+        END IF;
         v_upserts := v_upserts || v_upsert;
         -- one row has one group per rollup: no grouping set to pick, no order to lock in
         v_one_row_upserts := v_one_row_upserts || replace(replace(replace(v_upsert,
@@ -589,7 +618,8 @@ E'WITH changes AS (\n'
                               WHERE strpos(e, E'\n') > 0)
               AND NOT EXISTS (SELECT FROM tally.rollups AS r CROSS JOIN tally.stats_columns(r.rollup_name) AS c
                               WHERE r.source_table = p_source
-                                AND strpos(c.column_name || coalesce(r.slot_table, r.stats_table)::text, E'\n') > 0);
+                                AND strpos(concat(c.column_name, coalesce(r.slot_table, r.stats_table), r.pending_table),
+                                           E'\n') > 0);
 
     -- At most one changed row (a one-row INSERT or DELETE, the common case of an
     -- application's writes; also one that changed nothing): nothing to aggregate. One
@@ -605,7 +635,7 @@ E'WITH changes AS (\n'
 '        ) AS changed_row\n'
 '    )',
                 v_one_row_columns[i], v_one_row_inners[i]);
-            IF v_results_needed THEN
+            IF v_rollup_results_needed[i] THEN
                 v_one_row_statements[i] := format(E'%s,\n    %s\n    SELECT %s\n    INTO %s;',
                     v_one_row_statements[i], v_one_row_upserts[i],
                     array_to_string(v_finals[v_final_starts[i]:coalesce(v_final_starts[i + 1] - 1, cardinality(v_finals))],

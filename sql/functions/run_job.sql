@@ -6,7 +6,10 @@
 -- advisory lock keeps two runs apart (the second records a 'skipped' run and returns);
 -- a refresh commits after every bucket, so a failing bucket is retried later and never
 -- blocks the next; the lock is released at the end, or by the session's end when it
--- crashes. Every run and step is a row in tally.runs.
+-- crashes. Every run and step is a row in tally.runs. A compact job with the option
+-- for_seconds repeats its step, committing after each and sleeping every_seconds
+-- (default 1) in between, until that many seconds have passed: folding every second
+-- under a schedule of one minute.
 -- Procedures that COMMIT cannot carry a SET search_path clause: every name below is
 -- schema-qualified instead, operators included.
 -- Security: invoker. Since: 0.1.0
@@ -17,6 +20,8 @@ DECLARE
     v_run_id bigint;
     v_plan jsonb;
     v_step jsonb;
+    v_options jsonb;
+    v_until timestamptz;
 BEGIN
     v_run_id := tally.job_begin(p_rollup, p_job, p_options);
     COMMIT;
@@ -34,7 +39,16 @@ BEGIN
             COMMIT;
         END LOOP;
     ELSE
-        PERFORM tally.job_step(v_run_id);
+        SELECT r.details OPERATOR(pg_catalog.->) 'options' INTO v_options FROM tally.runs AS r
+        WHERE r.run_id OPERATOR(pg_catalog.=) v_run_id;
+        v_until := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(
+            secs => coalesce((v_options OPERATOR(pg_catalog.->>) 'for_seconds')::pg_catalog.float8, 0));
+        LOOP
+            EXIT WHEN tally.job_step(v_run_id) OPERATOR(pg_catalog.<>) 'done';
+            COMMIT;
+            EXIT WHEN p_job OPERATOR(pg_catalog.<>) 'compact' OR pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) v_until;
+            PERFORM pg_catalog.pg_sleep(coalesce((v_options OPERATOR(pg_catalog.->>) 'every_seconds')::pg_catalog.float8, 1));
+        END LOOP;
         COMMIT;
     END IF;
     PERFORM tally.job_finish(v_run_id);

@@ -6,7 +6,9 @@
 -- interval health checks compare against. Jobs: 'reconcile' (options: auto_correct),
 -- 'refresh' (deferred rollups; options: include_current, only_requested, catch_up_days),
 -- 'purge' (options: retention, an interval; default the log_retention setting) and
--- 'compact' (folds the slots of rollups with slots, tally.compact).
+-- 'compact' (folds the slots and pending rows of rollups with slots or in append mode,
+-- tally.compact; options: for_seconds and every_seconds, to compact every few seconds
+-- within one run, which a schedule of one minute needs with pg_cron before 1.5).
 -- pg_cron must be installed in this database (the one cron.database_name names);
 -- otherwise the error says how to enable it. Returns the pg_cron job id.
 -- Security: invoker (pg_cron runs the job as the calling role). Since: 0.1.0
@@ -31,22 +33,33 @@ BEGIN
     END IF;
     IF p_job = 'compact' AND p_rollup IS NOT NULL
        AND NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.rollup_name = p_rollup AND r.slot_table IS NOT NULL) THEN
-        RAISE EXCEPTION 'rollup "%" has no slots: it has nothing to compact', p_rollup
+        RAISE EXCEPTION 'rollup "%" has no slots and is not in append mode: it has nothing to compact', p_rollup
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'SELECT tally.set_slots(rollup, 16) first.';
+                  HINT = 'SELECT tally.set_slots(rollup, 16) or tally.set_mode(rollup, ''append'') first.';
     END IF;
     IF jsonb_typeof(coalesce(p_options, '{}')) <> 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object, not %', p_options USING ERRCODE = 'invalid_parameter_value';
     END IF;
     v_allowed := CASE p_job WHEN 'reconcile' THEN ARRAY['auto_correct']
                             WHEN 'refresh' THEN ARRAY['include_current', 'only_requested', 'catch_up_days']
-                            WHEN 'compact' THEN '{}'::text[]
+                            WHEN 'compact' THEN ARRAY['for_seconds', 'every_seconds']
                             ELSE ARRAY['retention'] END;
     SELECT string_agg(k, ', ') INTO v_unknown
     FROM jsonb_object_keys(coalesce(p_options, '{}')) AS k WHERE NOT k = ANY (v_allowed);
     IF v_unknown IS NOT NULL THEN
         RAISE EXCEPTION 'unknown option(s) for a % job: %', p_job, v_unknown
             USING ERRCODE = 'invalid_parameter_value', HINT = format('Options: %s.', array_to_string(v_allowed, ', '));
+    END IF;
+    IF p_job = 'compact' AND (
+        coalesce(p_options ->> 'for_seconds', '0') !~ '^[0-9]+(\.[0-9]+)?$'
+        OR coalesce(p_options ->> 'every_seconds', '1') !~ '^[0-9]+(\.[0-9]+)?$'
+        OR (p_options ->> 'for_seconds')::numeric > 3600
+        OR (p_options ->> 'every_seconds')::numeric NOT BETWEEN 0.01 AND 3600
+    ) THEN
+        RAISE EXCEPTION 'compact options for_seconds (0-3600) and every_seconds (0.01-3600) must be numbers, not %',
+                        p_options
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example ''{"for_seconds": 55, "every_seconds": 1}'' with a schedule of ''* * * * *''.';
     END IF;
     IF p_cron IS NULL OR cardinality(regexp_split_to_array(btrim(p_cron), '\s+')) <> 5 THEN
         RAISE EXCEPTION 'schedule "%" is not a five-field cron expression', p_cron

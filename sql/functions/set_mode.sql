@@ -1,15 +1,24 @@
 -- tally.set_mode(p_rollup text, p_mode text, p_options jsonb DEFAULT '{}') RETURNS text
 --
 -- Switches a rollup between 'immediate' (the default: every write updates the stats in
--- the writer's transaction) and 'deferred' (writers only append the changed group keys
--- to tally.invalidations and lock no stats row; a refresh job, CALL tally.run_job(rollup,
--- 'refresh'), recomputes those groups from the source). Options of deferred mode:
+-- the writer's transaction), 'append' (every statement appends its changes per group to
+-- the pending table <stats>_pending, which has no index, and locks no stats row; the
+-- stats name is a view adding the folded rows and the pending ones up per group, so
+-- reads stay exact; tally.compact, scheduled as the 'compact' job, folds the pending
+-- rows; the cheapest writes, reads that grow with what is not folded yet) and 'deferred'
+-- (writers only append the changed group keys to tally.invalidations and lock no stats
+-- row; a refresh job, CALL tally.run_job(rollup, 'refresh'), recomputes those groups
+-- from the source). Options of deferred mode:
 -- bucket (a group key of type date: the rollup's day buckets, in UTC if you made it so;
 -- enables finalisation, catch-up and per-bucket retries), include_current (also refresh
 -- today's bucket on scheduled runs; default false) and catch_up_days (default the
 -- catch_up_days setting, 7). The source's triggers are regenerated under a lock that
 -- blocks its writers; switching back to immediate first applies what is pending, so the
--- stats are exact when it returns, and removes the rollup's refresh job. Returns the mode now in force.
+-- stats are exact when it returns, and removes the rollup's refresh job; leaving append
+-- mode folds the pending rows and drops the pending table. Append mode is refused for
+-- rollups with min or max (a pending row cannot know the group's extreme), rank-indexed
+-- ones (the view cannot be indexed) and deferred ones (switch them to immediate first).
+-- Returns the mode now in force.
 -- Security: invoker (owner of the source). Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.set_mode(p_rollup text, p_mode text, p_options jsonb DEFAULT '{}')
 RETURNS text
@@ -21,11 +30,39 @@ DECLARE
     v_bucket name := p_options ->> 'bucket';
     v_unknown text;
     v_keys jsonb[];
+    v_schema name;
+    v_pending_name name;
 BEGIN
     v_rollup := tally.rollup_to_change(p_rollup);
-    IF p_mode IS NULL OR p_mode NOT IN ('immediate', 'deferred') THEN
+    IF p_mode IS NULL OR p_mode NOT IN ('immediate', 'deferred', 'append') THEN
         RAISE EXCEPTION 'unknown mode "%"', p_mode
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Modes are immediate and deferred.';
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Modes are immediate, append and deferred.';
+    END IF;
+    IF p_mode = 'append' AND EXISTS (SELECT FROM tally.deferred_rollups AS d WHERE d.rollup_name = p_rollup) THEN
+        RAISE EXCEPTION 'rollup "%" is deferred', p_rollup
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'SELECT tally.set_mode(rollup, ''immediate'') first.';
+    END IF;
+    IF p_mode = 'append' OR v_rollup.pending_table IS NOT NULL THEN
+        -- the layout changes: no compaction, reconciliation or backfill may read it
+        -- meanwhile (taken before any table lock, as they do; a deferred rollup's refresh
+        -- takes it after its table locks, but a deferred rollup never gets here)
+        PERFORM pg_advisory_xact_lock(tally.slot_layout_lock_key(p_rollup));
+        v_rollup := tally.rollup_to_change(p_rollup);
+    END IF;
+    IF p_mode = 'append' AND EXISTS (SELECT FROM tally.rollup_measures AS m
+                                     WHERE m.rollup_name = p_rollup AND m.aggregate_function IN ('min', 'max')) THEN
+        RAISE EXCEPTION 'rollup "%" has a min or max measure: append mode cannot keep it', p_rollup
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Pending rows add partial counts and sums; declare min/max in a rollup of their own.';
+    END IF;
+    IF p_mode = 'append' AND v_rollup.slot_table IS NULL AND EXISTS (
+        SELECT FROM pg_catalog.pg_index AS i WHERE i.indrelid = v_rollup.stats_table AND NOT i.indisunique
+    ) THEN
+        RAISE EXCEPTION 'stats table % has indexes of its own (tally.make_rankable?): drop them first',
+                        v_rollup.stats_table
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'A view over pending rows cannot be indexed; rank a rollup in immediate mode.';
     END IF;
     IF jsonb_typeof(coalesce(p_options, '{}')) <> 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object, not %', p_options USING ERRCODE = 'invalid_parameter_value';
@@ -46,6 +83,16 @@ BEGIN
     END IF;
 
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_rollup.source_table);
+    IF p_mode = 'append' AND EXISTS (SELECT FROM tally.deferred_rollups AS d WHERE d.rollup_name = p_rollup) THEN
+        RAISE EXCEPTION 'rollup "%" is deferred', p_rollup  -- made so while we waited for the lock
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'SELECT tally.set_mode(rollup, ''immediate'') first.';
+    END IF;
+    IF p_mode = 'deferred' AND v_rollup.pending_table IS NOT NULL THEN
+        RAISE EXCEPTION 'rollup "%" is in append mode', p_rollup
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'SELECT tally.set_mode(rollup, ''immediate'') first.';
+    END IF;
     IF p_mode = 'deferred' AND v_rollup.slot_table IS NOT NULL THEN
         RAISE EXCEPTION 'rollup "%" spreads its groups over slots: deferred mode would not use them', p_rollup
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -67,10 +114,48 @@ BEGIN
             RAISE NOTICE 'rollup "%" is immediate again: its refresh job was removed', p_rollup;
         END IF;
     END IF;
+
+    IF p_mode = 'append' AND v_rollup.pending_table IS NULL THEN
+        -- the stats move behind a view (as with slots), which adds the pending rows in
+        PERFORM tally.use_slot_layout(p_rollup);
+        v_rollup := tally.rollup_named(p_rollup);
+        SELECT n.nspname, left(c.relname, 55) || '_pending' INTO v_schema, v_pending_name
+        FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+        WHERE c.oid = v_rollup.stats_table;
+        IF to_regclass(format('%I.%I', v_schema, v_pending_name)) IS NOT NULL THEN
+            RAISE EXCEPTION 'relation %.% already exists', quote_ident(v_schema), quote_ident(v_pending_name)
+                USING ERRCODE = 'duplicate_table', HINT = 'Rename or drop it, then try again.';
+        END IF;
+        -- the stored stats columns (types, typmods and collations of the slot table), no index
+        EXECUTE format('CREATE TABLE %I.%I AS SELECT %s FROM %s WITH NO DATA', v_schema, v_pending_name,
+                       (SELECT string_agg(quote_ident(c.column_name), ', ') FROM tally.stats_columns(p_rollup) AS c
+                        WHERE c.recompute_expression IS NOT NULL),
+                       v_rollup.slot_table);
+        EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', v_schema, v_pending_name, v_rollup.owner_role);
+        EXECUTE format('COMMENT ON TABLE %I.%I IS %L', v_schema, v_pending_name, format(
+            'pgtally rollup %s (append mode): changes of %s not folded yet, one row per group and statement; '
+            'read the view %s. Do not edit by hand.', p_rollup, v_rollup.source_table, v_rollup.stats_table));
+        UPDATE tally.rollups SET pending_table = format('%I.%I', v_schema, v_pending_name)::regclass
+        WHERE rollup_name = p_rollup;
+        EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', v_rollup.stats_table,
+                       tally.slot_view_sql(p_rollup, v_rollup.slot_table));
+    ELSIF p_mode <> 'append' AND v_rollup.pending_table IS NOT NULL THEN
+        -- writers are locked out: fold what is pending (after running compactions), then
+        -- the view reads the slot table alone, and without slots the plain table comes back
+        EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', v_rollup.slot_table);
+        PERFORM tally.compact(p_rollup);
+        UPDATE tally.rollups SET pending_table = NULL WHERE rollup_name = p_rollup;
+        EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', v_rollup.stats_table,
+                       tally.slot_view_sql(p_rollup, v_rollup.slot_table));
+        EXECUTE format('DROP TABLE %s', v_rollup.pending_table);
+        IF v_rollup.slots = 1 THEN
+            PERFORM tally.use_plain_layout(p_rollup);
+        END IF;
+    END IF;
     PERFORM tally.install_maintenance(v_rollup.source_table);
     RETURN p_mode;
 END;
 $function$;
 
 COMMENT ON FUNCTION tally.set_mode(text, text, jsonb) IS
-'Switches a rollup between immediate maintenance and deferred mode (invalidations + refresh job)';
+'Switches a rollup between immediate maintenance, append mode (pending rows + compaction) and deferred mode';

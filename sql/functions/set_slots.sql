@@ -19,14 +19,6 @@ SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
     v_rollup tally.rollups%ROWTYPE;
-    v_schema name;
-    v_name name;
-    v_slot_name name;
-    v_slot_table regclass;
-    v_view regclass;
-    v_constraint name;
-    v_index regclass;
-    v_normalise text;
 BEGIN
     PERFORM pg_advisory_xact_lock(tally.slot_layout_lock_key(p_rollup));
     v_rollup := tally.rollup_to_change(p_rollup);
@@ -38,6 +30,11 @@ BEGIN
         RAISE EXCEPTION 'rollup "%" has a min or max measure: its groups cannot be split over slots', p_rollup
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Slots add partial counts and sums; declare min/max in a rollup of their own.';
+    END IF;
+    IF v_rollup.pending_table IS NOT NULL THEN
+        RAISE EXCEPTION 'rollup "%" is in append mode: its writers lock no stats row already', p_rollup
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'SELECT tally.set_mode(rollup, ''immediate'') first.';
     END IF;
     IF p_slots > 1 AND EXISTS (SELECT FROM tally.deferred_rollups AS d WHERE d.rollup_name = p_rollup) THEN
         RAISE EXCEPTION 'rollup "%" is deferred: its writers lock no stats row already', p_rollup
@@ -53,82 +50,13 @@ BEGIN
     END IF;
 
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_rollup.source_table);
-    SELECT n.nspname, c.relname INTO v_schema, v_name
-    FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-    WHERE c.oid = v_rollup.stats_table;
 
-    IF p_slots > 1 AND v_rollup.slot_table IS NULL THEN
-        -- the stats table becomes the slot table; a view takes its name
-        v_slot_name := left(v_name, 57) || '_slots';
-        IF to_regclass(format('%I.%I', v_schema, v_slot_name)) IS NOT NULL THEN
-            RAISE EXCEPTION 'relation %.% already exists', quote_ident(v_schema), quote_ident(v_slot_name)
-                USING ERRCODE = 'duplicate_table', HINT = 'Rename or drop it, then try again.';
-        END IF;
-        v_slot_table := v_rollup.stats_table;
-        EXECUTE format('ALTER TABLE %s RENAME TO %I', v_slot_table, v_slot_name);
-        FOR v_constraint IN
-            SELECT c.conname FROM pg_catalog.pg_constraint AS c
-            WHERE c.conrelid = v_slot_table AND c.contype IN ('p', 'u')
-        LOOP
-            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', v_slot_table, v_constraint);
-        END LOOP;
-        FOR v_index IN SELECT i.indexrelid FROM pg_catalog.pg_index AS i WHERE i.indrelid = v_slot_table LOOP
-            EXECUTE format('DROP INDEX %s', v_index);  -- the (true) index of a rollup without keys
-        END LOOP;
-        EXECUTE format('ALTER TABLE %s ADD COLUMN _tally_slot smallint NOT NULL DEFAULT 0', v_slot_table);
-        PERFORM tally.add_group_key_constraint(p_rollup, v_slot_table, p_with_slot => true);
-        EXECUTE format('COMMENT ON TABLE %s IS %L', v_slot_table, format(
-            'pgtally rollup %s: partial stats of %s per group and slot; read the view %s. Do not edit by hand.',
-            p_rollup, v_rollup.source_table, format('%I.%I', v_schema, v_name)));
-
-        EXECUTE format('CREATE VIEW %I.%I AS %s', v_schema, v_name, tally.slot_view_sql(p_rollup, v_slot_table));
-        v_view := format('%I.%I', v_schema, v_name)::regclass;
-        EXECUTE format('ALTER VIEW %s OWNER TO %I', v_view, v_rollup.owner_role);
-        EXECUTE format('COMMENT ON VIEW %s IS %L', v_view, format(
-            'pgtally rollup %s: stats of %s (its slots in %s added up), kept exact by its triggers.',
-            p_rollup, v_rollup.source_table, v_slot_table));
-        PERFORM tally.copy_select_grants(v_slot_table, v_view);  -- whoever read the stats still can
-        UPDATE tally.rollups SET stats_table = v_view, slot_table = v_slot_table, slots = p_slots
-        WHERE rollup_name = p_rollup;
-
-    ELSIF p_slots = 1 AND v_rollup.slot_table IS NOT NULL THEN
-        -- fold every slot into one row per group, then the slot table becomes the stats table again
-        -- wait for running compactions and corrections, and let none start: then the fold
-        -- below skips nothing
-        EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', v_rollup.slot_table);
-        PERFORM tally.compact(p_rollup);
-        -- a plain stats table keeps a sum NULL while no non-NULL argument is counted
-        SELECT format('UPDATE %s SET %s', v_rollup.slot_table, string_agg(format(
-                   '%1$I = CASE WHEN %2$I = 0 THEN NULL ELSE %1$I END', c.column_name,
-                   '_tally_n_' || (SELECT m.measure_name FROM tally.rollup_measures AS m
-                                   WHERE m.rollup_name = p_rollup AND m.measure_position = c.measure_position)),
-                   ', '))
-        INTO v_normalise
-        FROM tally.stats_columns(p_rollup) AS c
-        WHERE c.column_role = 'sum_state' OR (c.column_role = 'value' AND c.aggregate_function = 'sum')
-        HAVING count(*) > 0;
-        IF v_normalise IS NOT NULL THEN
-            EXECUTE v_normalise;
-        END IF;
-        PERFORM tally.copy_select_grants(v_rollup.stats_table, v_rollup.slot_table);
-        UPDATE tally.rollups SET stats_table = slot_table, slot_table = NULL, slots = 1 WHERE rollup_name = p_rollup;
-        EXECUTE format('DROP VIEW %s', v_rollup.stats_table);
-        FOR v_constraint IN
-            SELECT c.conname FROM pg_catalog.pg_constraint AS c
-            WHERE c.conrelid = v_rollup.slot_table AND c.contype IN ('p', 'u')
-        LOOP
-            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', v_rollup.slot_table, v_constraint);
-        END LOOP;
-        EXECUTE format('ALTER TABLE %s DROP COLUMN _tally_slot', v_rollup.slot_table);
-        EXECUTE format('ALTER TABLE %s RENAME TO %I', v_rollup.slot_table, v_name);
-        PERFORM tally.add_group_key_constraint(p_rollup, v_rollup.slot_table);
-        EXECUTE format('COMMENT ON TABLE %s IS %L', v_rollup.slot_table, format(
-            'pgtally rollup %s: stats of %s, kept exact by its triggers. Do not edit by hand; '
-            'columns starting with _tally are bookkeeping.', p_rollup, v_rollup.source_table));
-
+    IF p_slots > 1 THEN
+        PERFORM tally.use_slot_layout(p_rollup);
     ELSE
-        UPDATE tally.rollups SET slots = p_slots WHERE rollup_name = p_rollup;
+        PERFORM tally.use_plain_layout(p_rollup);
     END IF;
+    UPDATE tally.rollups SET slots = p_slots WHERE rollup_name = p_rollup;
     PERFORM tally.install_maintenance(v_rollup.source_table);
     RETURN p_slots;
 END;

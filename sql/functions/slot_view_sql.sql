@@ -7,7 +7,8 @@
 -- _tally_n_ column is 0), an avg is its summed state over its summed count, as the
 -- generated column of a plain table computes it. A group is shown while anything in it
 -- is not zero, so a group whose rows are gone disappears and a drifted one stays visible
--- to reconciliation.
+-- to reconciliation. A rollup in append mode adds its pending rows (not yet folded by
+-- tally.compact) in too: its rows are the slot rows and the pending rows together.
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.slot_view_sql(p_rollup text, p_slot_table regclass)
 RETURNS text
@@ -46,11 +47,18 @@ AS $function$
     SELECT format(
         E'SELECT %s\nFROM %s AS s%s\nHAVING %s',
         string_agg(format('%s AS %I', l.expression, l.column_name), E',\n       ' ORDER BY l.position),
-        p_slot_table,
+        CASE WHEN r.pending_table IS NULL THEN p_slot_table::text
+             ELSE format(E'(\n    SELECT %1$s FROM %2$s\n    UNION ALL\n    SELECT %1$s FROM %3$s\n)',
+                         string_agg(quote_ident(l.column_name), ', ' ORDER BY l.position)
+                             FILTER (WHERE l.recompute_expression IS NOT NULL),
+                         p_slot_table, r.pending_table) END,
         coalesce(E'\nGROUP BY ' || string_agg(format('s.%I', l.column_name), ', ' ORDER BY l.position)
                      FILTER (WHERE l.column_role = 'key'), ''),
         string_agg(l.nonzero, ' OR ' ORDER BY l.position) FILTER (WHERE l.nonzero IS NOT NULL))
-    FROM layout AS l;
+    FROM layout AS l
+    CROSS JOIN tally.rollups AS r
+    WHERE r.rollup_name = p_rollup
+    GROUP BY r.pending_table;
 $function$;
 
 COMMENT ON FUNCTION tally.slot_view_sql(text, regclass) IS
