@@ -493,6 +493,23 @@ def run_w2(
     conn.execute("SELECT tally.compact(r) FROM unnest(%s::text[]) AS r", (list(S1_ROLLUPS),))
     vacuum(conn)
     users = [r[0] for r in conn.execute("SELECT user_id FROM bench_stage.users ORDER BY n")]
+    read_through_view(conn, cfg, results, order, users, "slots")
+    conn.execute("SELECT tally.set_slots(r, 1) FROM unnest(%s::text[]) AS r", (list(S1_ROLLUPS),))
+    check_exact(conn, S1_ROLLUPS, "w2 slots folded back")
+    vacuum(conn)
+    run_w2_append(conn, cfg, results, order, workdir, dsn_params, users)
+
+
+def read_through_view(
+    conn: psycopg.Connection[Any],
+    cfg: Config,
+    results: Results,
+    order: tuple[str, ...],
+    users: list[uuid.UUID],
+    layout: str,
+) -> None:
+    """W4's one-group and global reads while the stats are a view (slots or append mode),
+    recorded as w4_group_<layout> and w4_global_<layout>."""
     for key in ("w4_group", "w4_global"):
         tally_query, base_query = READS[key]
         for variant in order:
@@ -500,12 +517,8 @@ def run_w2(
                 ms = read_latency(conn, tally_query, cfg.reads, users)
             else:
                 ms = read_latency(conn, base_query, cfg.baseline_reads, users)
-            results.add(f"{key}_slots", variant, ms)
-            log(f"  {key + '_slots':<12} {variant:<8} {ms:8.3f} ms")
-    conn.execute("SELECT tally.set_slots(r, 1) FROM unnest(%s::text[]) AS r", (list(S1_ROLLUPS),))
-    check_exact(conn, S1_ROLLUPS, "w2 slots folded back")
-    vacuum(conn)
-    run_w2_append(conn, cfg, results, order, workdir, dsn_params, users)
+            results.add(f"{key}_{layout}", variant, ms)
+            log(f"  {key + '_' + layout:<12} {variant:<8} {ms:8.3f} ms")
 
 
 @contextmanager
@@ -568,15 +581,7 @@ def run_w2_append(
         check_exact(conn, S1_ROLLUPS, f"{key}_append")
     conn.execute("SELECT tally.compact(r) FROM unnest(%s::text[]) AS r", (list(S1_ROLLUPS),))
     vacuum(conn)
-    for key in ("w4_group", "w4_global"):
-        tally_query, base_query = READS[key]
-        for variant in order:
-            if variant == "pgtally":
-                ms = read_latency(conn, tally_query, cfg.reads, users)
-            else:
-                ms = read_latency(conn, base_query, cfg.baseline_reads, users)
-            results.add(f"{key}_append", variant, ms)
-            log(f"  {key + '_append':<12} {variant:<8} {ms:8.3f} ms")
+    read_through_view(conn, cfg, results, order, users, "append")
     conn.execute("SELECT tally.set_mode(r, 'immediate') FROM unnest(%s::text[]) AS r", (list(S1_ROLLUPS),))
     check_exact(conn, S1_ROLLUPS, "w2 append folded back")
     vacuum(conn)

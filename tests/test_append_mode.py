@@ -7,7 +7,6 @@ set_mode converts back and forth without losing anything."""
 from __future__ import annotations
 
 import json
-import random
 import threading
 from collections.abc import Callable
 from decimal import Decimal
@@ -15,13 +14,17 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from psycopg import errors
 
 from tests.exactness import assert_exact
-from tests.test_hot_slots import ACTIONS, FACTS
-from tests.test_rollup_properties import apply, block
+from tests.test_hot_slots import (
+    ACTIONS,
+    FACTS,
+    random_action_writes,
+    repeat_until_stopped,
+    with_random_blocks,
+    write_blocks_and_check,
+)
 
 
 def appending(conn: psycopg.Connection[Any], *rollups: str) -> None:
@@ -38,15 +41,7 @@ def pending_rows(conn: psycopg.Connection[Any], rollup: str) -> int:
     return int(row[0])
 
 
-@settings(
-    max_examples=20,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    blocks=st.lists(st.tuples(st.integers(min_value=0, max_value=2), block), min_size=1, max_size=6),
-    compact_after=st.lists(st.booleans(), min_size=6, max_size=6),
-)
+@with_random_blocks
 def test_random_writes_from_several_backends_keep_rollups_in_append_mode_exact(
     conn: psycopg.Connection[Any],
     connect: Callable[..., psycopg.Connection[Any]],
@@ -56,24 +51,7 @@ def test_random_writes_from_several_backends_keep_rollups_in_append_mode_exact(
     if conn.execute("SELECT to_regclass('public.facts')").fetchone() == (None,):
         conn.execute(FACTS)
         appending(conn, "facts_by_g", "facts_by_h", "facts_overall")
-    writers = [connect() for _ in range(3)]
-    conn.execute("TRUNCATE public.facts")
-    for index, (writer_index, (mode, steps)) in enumerate(blocks):
-        writer = writers[writer_index]
-        if mode == "commit":
-            for action in steps:
-                apply(writer, action)
-        else:
-            writer.execute("BEGIN")
-            for action in steps:
-                apply(writer, action)
-            writer.execute("ROLLBACK" if mode == "rollback" else "COMMIT")
-        if compact_after[index]:
-            conn.execute("SELECT tally.compact(rollup_name) FROM tally.rollups")
-            assert pending_rows(conn, "facts_by_g") == 0
-        assert_exact(conn)
-    for writer in writers:
-        writer.close()
+    write_blocks_and_check(conn, [connect() for _ in range(3)], blocks, compact_after)
 
 
 def test_append_mode_moves_the_stats_behind_a_view_and_back(conn: psycopg.Connection[Any]) -> None:
@@ -171,64 +149,15 @@ def test_concurrent_writers_compactions_and_corrections_stay_exact(
     failures: list[str] = []
     stop = threading.Event()
 
-    def writer(seed: int) -> None:
-        rng = random.Random(seed)
-        session = connect()
-        try:
-            for _ in range(150):
-                user = rng.randrange(5)
-                choice = rng.random()
-                if choice < 0.55:
-                    session.execute(
-                        "INSERT INTO public.actions (user_id, lbs, verified) VALUES (%s, %s, %s)",
-                        (user, Decimal(rng.randrange(1, 10_000)) / 100, rng.random() < 0.8),
-                    )
-                elif choice < 0.7:
-                    with session.transaction():
-                        session.execute(
-                            "INSERT INTO public.actions (user_id, lbs) SELECT %s, g / 7.0 FROM generate_series(1, 5) g",
-                            (user,),
-                        )
-                        session.execute(
-                            "UPDATE public.actions SET user_id = %s WHERE id IN "
-                            "(SELECT id FROM public.actions WHERE user_id = %s ORDER BY id LIMIT 2)",
-                            ((user + 1) % 5, user),
-                        )
-                elif choice < 0.85:
-                    session.execute(
-                        "DELETE FROM public.actions WHERE id IN (SELECT id FROM public.actions ORDER BY random() LIMIT 2)"
-                    )
-                else:
-                    try:
-                        with session.transaction():
-                            session.execute(
-                                "INSERT INTO public.actions (user_id, lbs) VALUES (%s, 100)", (user,)
-                            )
-                            raise RuntimeError("roll back")
-                    except RuntimeError:
-                        pass
-        except psycopg.Error as exc:
-            failures.append(f"writer {seed}: {type(exc).__name__}: {exc}")
-
-    def compactor() -> None:
-        session = connect()
-        try:
-            while not stop.is_set():
-                session.execute("SELECT tally.compact('per_user'), tally.compact('overall')")
-        except psycopg.Error as exc:
-            failures.append(f"compactor: {type(exc).__name__}: {exc}")
-
-    def reconciler() -> None:
-        session = connect()
-        try:
-            while not stop.is_set():
-                session.execute("SELECT * FROM tally.reconcile('per_user', p_auto_correct => true)")
-        except psycopg.Error as exc:
-            failures.append(f"reconciler: {type(exc).__name__}: {exc}")
-
-    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(6)]
-    background = [threading.Thread(target=compactor), threading.Thread(target=compactor),
-                  threading.Thread(target=reconciler)]  # fmt: skip
+    compact = ["SELECT tally.compact('per_user'), tally.compact('overall')"]
+    reconcile = ["SELECT * FROM tally.reconcile('per_user', p_auto_correct => true)"]
+    threads = [
+        threading.Thread(target=random_action_writes, args=(connect, seed, failures)) for seed in range(6)
+    ]
+    background = [
+        threading.Thread(target=repeat_until_stopped, args=(connect, statements, stop, failures))
+        for statements in (compact, compact, reconcile)  # two compactions take turns on the pending rows
+    ]
     for thread in background + threads:
         thread.start()
     for thread in threads:

@@ -60,15 +60,82 @@ def connections_on_distinct_slots(
     return list(chosen.values())
 
 
-@settings(
-    max_examples=20,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    blocks=st.lists(st.tuples(st.integers(min_value=0, max_value=2), block), min_size=1, max_size=6),
-    compact_after=st.lists(st.booleans(), min_size=6, max_size=6),
-)
+def random_action_writes(
+    connect: Callable[..., psycopg.Connection[Any]], seed: int, failures: list[str], writes: int = 150
+) -> None:
+    """One session's random writes to public.actions (ACTIONS): one-row inserts, a multi-row
+    insert and an UPDATE moving rows to another user in one transaction, deletes, and
+    inserts rolled back. A database error is recorded in `failures`."""
+    rng = random.Random(seed)
+    session = connect()
+    try:
+        for _ in range(writes):
+            user = rng.randrange(5)
+            choice = rng.random()
+            if choice < 0.5:
+                session.execute(
+                    "INSERT INTO public.actions (user_id, lbs, verified) VALUES (%s, %s, %s)",
+                    (user, Decimal(rng.randrange(1, 10_000)) / 100, rng.random() < 0.8),
+                )
+            elif choice < 0.65:
+                with session.transaction():
+                    session.execute(
+                        "INSERT INTO public.actions (user_id, lbs) SELECT %s, g / 7.0 FROM generate_series(1, 5) g",
+                        (user,),
+                    )
+                    session.execute(
+                        "UPDATE public.actions SET user_id = %s WHERE id IN "
+                        "(SELECT id FROM public.actions WHERE user_id = %s ORDER BY id LIMIT 2)",
+                        ((user + 1) % 5, user),
+                    )
+            elif choice < 0.8:
+                session.execute(
+                    "DELETE FROM public.actions WHERE id IN (SELECT id FROM public.actions ORDER BY random() LIMIT 2)"
+                )
+            else:
+                try:
+                    with session.transaction():
+                        session.execute("INSERT INTO public.actions (user_id, lbs) VALUES (%s, 100)", (user,))
+                        raise RuntimeError("roll back")
+                except RuntimeError:
+                    pass
+    except psycopg.Error as exc:
+        failures.append(f"writer {seed}: {type(exc).__name__}: {exc}")
+
+
+def repeat_until_stopped(
+    connect: Callable[..., psycopg.Connection[Any]],
+    statements: list[str],
+    stop: threading.Event,
+    failures: list[str],
+) -> None:
+    """Runs the statements in turn, in one session, until `stop` is set; a database error
+    is recorded in `failures`."""
+    session = connect()
+    try:
+        while not stop.is_set():
+            for statement in statements:
+                session.execute(statement)  # type: ignore[arg-type]
+    except psycopg.Error as exc:
+        failures.append(f"{statements[0]}: {type(exc).__name__}: {exc}")
+
+
+def with_random_blocks(test: Callable[..., None]) -> Callable[..., None]:
+    """Hypothesis draws `blocks` (up to six blocks of writes, each for one of three writers)
+    and `compact_after` (whether to compact after each block) for the test."""
+    return settings(
+        max_examples=20,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )(
+        given(
+            blocks=st.lists(st.tuples(st.integers(min_value=0, max_value=2), block), min_size=1, max_size=6),
+            compact_after=st.lists(st.booleans(), min_size=6, max_size=6),
+        )(test)
+    )
+
+
+@with_random_blocks
 def test_random_writes_from_several_backends_keep_slotted_rollups_exact(
     conn: psycopg.Connection[Any],
     connect: Callable[..., psycopg.Connection[Any]],
@@ -79,6 +146,18 @@ def test_random_writes_from_several_backends_keep_slotted_rollups_exact(
         conn.execute(FACTS)
         slotted(conn, "facts_by_g", "facts_by_h", "facts_overall")
     writers = connections_on_distinct_slots(connect, 3)
+    write_blocks_and_check(conn, writers, blocks, compact_after)
+
+
+def write_blocks_and_check(
+    conn: psycopg.Connection[Any],
+    writers: list[psycopg.Connection[Any]],
+    blocks: list[Any],
+    compact_after: list[bool],
+) -> None:
+    """Empties public.facts, then runs each block (committed, rolled back or in autocommit)
+    on its writer, compacting every rollup after the blocks `compact_after` marks, and
+    checks every rollup exact after each block; closes the writers."""
     conn.execute("TRUNCATE public.facts")
     for index, (writer_index, (mode, steps)) in enumerate(blocks):
         writer = writers[writer_index]
@@ -134,56 +213,14 @@ def test_concurrent_writers_compaction_and_corrections_stay_exact(
     failures: list[str] = []
     stop = threading.Event()
 
-    def writer(seed: int) -> None:
-        rng = random.Random(seed)
-        session = connect()
-        try:
-            for _ in range(150):
-                user = rng.randrange(5)
-                choice = rng.random()
-                if choice < 0.5:
-                    session.execute(
-                        "INSERT INTO public.actions (user_id, lbs, verified) VALUES (%s, %s, %s)",
-                        (user, Decimal(rng.randrange(1, 10_000)) / 100, rng.random() < 0.8),
-                    )
-                elif choice < 0.65:
-                    with session.transaction():
-                        session.execute(
-                            "INSERT INTO public.actions (user_id, lbs) SELECT %s, g / 7.0 FROM generate_series(1, 5) g",
-                            (user,),
-                        )
-                        session.execute(
-                            "UPDATE public.actions SET user_id = %s WHERE id IN "
-                            "(SELECT id FROM public.actions WHERE user_id = %s ORDER BY id LIMIT 2)",
-                            ((user + 1) % 5, user),
-                        )
-                elif choice < 0.8:
-                    session.execute(
-                        "DELETE FROM public.actions WHERE id IN (SELECT id FROM public.actions ORDER BY random() LIMIT 2)"
-                    )
-                else:
-                    try:
-                        with session.transaction():
-                            session.execute(
-                                "INSERT INTO public.actions (user_id, lbs) VALUES (%s, 100)", (user,)
-                            )
-                            raise RuntimeError("roll back")
-                    except RuntimeError:
-                        pass
-        except psycopg.Error as exc:
-            failures.append(f"writer {seed}: {type(exc).__name__}: {exc}")
-
-    def maintainer() -> None:
-        session = connect()
-        try:
-            while not stop.is_set():
-                session.execute("SELECT tally.compact('per_user'), tally.compact('overall')")
-                session.execute("SELECT * FROM tally.reconcile('per_user', p_auto_correct => true)")
-        except psycopg.Error as exc:
-            failures.append(f"maintainer: {type(exc).__name__}: {exc}")
-
-    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(6)]
-    background = threading.Thread(target=maintainer)
+    threads = [
+        threading.Thread(target=random_action_writes, args=(connect, seed, failures)) for seed in range(6)
+    ]
+    background = threading.Thread(
+        target=repeat_until_stopped,
+        args=(connect, ["SELECT tally.compact('per_user'), tally.compact('overall')",
+                        "SELECT * FROM tally.reconcile('per_user', p_auto_correct => true)"], stop, failures),
+    )  # fmt: skip
     background.start()
     for thread in threads:
         thread.start()
