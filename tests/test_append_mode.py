@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -151,8 +152,9 @@ def test_concurrent_writers_compactions_and_corrections_stay_exact(
 
     compact = ["SELECT tally.compact('per_user'), tally.compact('overall')"]
     reconcile = ["SELECT * FROM tally.reconcile('per_user', p_auto_correct => true)"]
+    # writers in append mode lock no stats row: any six sessions, slots or not
     threads = [
-        threading.Thread(target=random_action_writes, args=(connect, seed, failures)) for seed in range(6)
+        threading.Thread(target=random_action_writes, args=(connect(), seed, failures)) for seed in range(6)
     ]
     background = [
         threading.Thread(target=repeat_until_stopped, args=(connect, statements, stop, failures))
@@ -276,3 +278,105 @@ def test_a_compact_job_can_fold_every_fraction_of_a_second_within_one_run(
     ):
         with pytest.raises(errors.InvalidParameterValue):
             conn.execute("SELECT tally.schedule('per_user', 'compact', '* * * * *', %s)", (options,))
+
+
+def test_odd_names_fold_and_switch_back(conn: psycopg.Connection[Any]) -> None:
+    # a key named with a comma and a space, quotes and capitals in the table names
+    conn.execute('CREATE TABLE public."Src ""q"" T" ("a, b" int, "Lbs" numeric NOT NULL)')
+    conn.execute(
+        """SELECT tally.create_rollup('oddkeys', source => 'public."Src ""q"" T"', group_by => ARRAY['"a, b"'],
+           measures => ARRAY['total = sum("Lbs")', 'n = count(*)'], stats_table => 'public."Odd ""Stats"" T"')"""
+    )
+    conn.execute("SELECT tally.set_slots('oddkeys', 4)")
+    conn.execute('INSERT INTO public."Src ""q"" T" VALUES (1, 2), (NULL, 3), (1, 4)')
+    assert conn.execute("SELECT tally.compact('oddkeys')").fetchone() == (2,)
+    appending(conn, "oddkeys")
+    conn.execute('INSERT INTO public."Src ""q"" T" VALUES (1, 2), (NULL, 3)')
+    assert conn.execute("SELECT tally.compact('oddkeys')").fetchone() == (2,)
+    assert_exact(conn)
+    conn.execute("SELECT tally.set_mode('oddkeys', 'immediate'), tally.set_slots('oddkeys', 1)")
+    assert_exact(conn)
+    # a 62-byte name of two-byte characters: the slot and pending tables still get names of their own
+    name = "ä" * 31
+    conn.execute("CREATE TABLE public.src2 (k int NOT NULL, v int NOT NULL)")
+    conn.execute(
+        "SELECT tally.create_rollup('mb', source => 'public.src2', group_by => ARRAY['k'], "
+        "measures => ARRAY['total = sum(v)'], stats_table => %s)",
+        (f'public."{name}"',),
+    )
+    appending(conn, "mb")
+    tables = conn.execute(
+        "SELECT slot_table::text, pending_table::text FROM tally.rollups WHERE rollup_name = 'mb'"
+    ).fetchone()
+    assert tables == (f'"{"ä" * 28}_slots"', f'"{"ä" * 27}_pending"')
+    conn.execute("INSERT INTO public.src2 VALUES (1, 1)")
+    assert_exact(conn)
+
+
+def test_mode_changes_that_race_are_refused_and_leave_a_consistent_rollup(
+    conn: psycopg.Connection[Any], connect: Callable[..., psycopg.Connection[Any]]
+) -> None:
+    conn.execute(ACTIONS)
+    first, second = connect(), connect()
+    first.execute("BEGIN")
+    first.execute("SELECT tally.set_mode('per_user', 'append')")
+    failures: list[str] = []
+
+    def make_deferred() -> None:
+        try:
+            second.execute("SELECT tally.set_mode('per_user', 'deferred')")
+        except psycopg.Error as exc:
+            failures.append(f"{type(exc).__name__}: {exc}")
+
+    racer = threading.Thread(target=make_deferred)
+    racer.start()
+    deadline = time.monotonic() + 10
+    while conn.execute(  # the second set_mode waits for the source lock
+        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (second.info.backend_pid,)
+    ).fetchone() != ("Lock",):
+        assert time.monotonic() < deadline, "the second set_mode never waited"
+        time.sleep(0.05)
+    first.execute("COMMIT")
+    racer.join(30)
+    assert len(failures) == 1 and "append mode" in failures[0]
+    assert conn.execute("SELECT count(*) FROM tally.deferred_rollups").fetchone() == (0,)
+    conn.execute("INSERT INTO public.actions (user_id, lbs) VALUES (1, 2)")
+    conn.execute("SELECT tally.set_mode('per_user', 'immediate')")
+    assert_exact(conn)
+
+
+def test_append_mode_works_under_a_publication_of_all_tables(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(ACTIONS)
+    conn.execute("CREATE PUBLICATION everything FOR ALL TABLES")
+    try:
+        appending(conn, "per_user", "overall")
+        conn.execute("INSERT INTO public.actions (user_id, lbs) VALUES (1, 2), (2, 3)")
+        assert conn.execute("SELECT tally.compact('per_user') + tally.compact('overall')").fetchone() == (3,)
+        conn.execute("SELECT tally.set_mode('per_user', 'immediate')")
+        assert_exact(conn)
+    finally:
+        conn.execute("DROP PUBLICATION everything")
+
+
+def test_layout_changes_refuse_views_over_the_stats_table_and_stray_options(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute(ACTIONS)
+    conn.execute("CREATE VIEW public.dashboard AS SELECT user_id, total FROM public.per_user")
+    with pytest.raises(errors.ObjectNotInPrerequisiteState, match="dashboard"):
+        conn.execute("SELECT tally.set_mode('per_user', 'append')")
+    with pytest.raises(errors.ObjectNotInPrerequisiteState, match="dashboard"):
+        conn.execute("SELECT tally.set_slots('per_user', 4)")
+    conn.execute("DROP VIEW public.dashboard")
+    with pytest.raises(errors.InvalidParameterValue, match="takes no options"):
+        conn.execute("""SELECT tally.set_mode('per_user', 'append', '{"bucket": "day"}')""")
+    appending(conn, "per_user")
+    conn.execute("CREATE VIEW public.dashboard AS SELECT user_id, total FROM public.per_user")
+    conn.execute("INSERT INTO public.actions (user_id, lbs) VALUES (1, 2)")
+    assert conn.execute("SELECT * FROM public.dashboard").fetchall() == [(1, Decimal("2.000000"))]
+    # a bad option given to a run directly fails before the run starts: nothing left holding the job's lock
+    with pytest.raises(errors.InvalidParameterValue):
+        conn.execute("""CALL tally.run_job('per_user', 'compact', '{"for_seconds": "soon"}')""")
+    assert conn.execute("SELECT count(*) FROM tally.runs").fetchone() == (0,)
+    conn.execute("CALL tally.run_job('per_user', 'compact')")
+    assert conn.execute("SELECT status FROM tally.runs").fetchall() == [("done",)]

@@ -61,13 +61,12 @@ def connections_on_distinct_slots(
 
 
 def random_action_writes(
-    connect: Callable[..., psycopg.Connection[Any]], seed: int, failures: list[str], writes: int = 150
+    session: psycopg.Connection[Any], seed: int, failures: list[str], writes: int = 150
 ) -> None:
     """One session's random writes to public.actions (ACTIONS): one-row inserts, a multi-row
     insert and an UPDATE moving rows to another user in one transaction, deletes, and
     inserts rolled back. A database error is recorded in `failures`."""
     rng = random.Random(seed)
-    session = connect()
     try:
         for _ in range(writes):
             user = rng.randrange(5)
@@ -213,8 +212,13 @@ def test_concurrent_writers_compaction_and_corrections_stay_exact(
     failures: list[str] = []
     stop = threading.Event()
 
+    # writers on different slots: the transaction that inserts and then moves rows holds its
+    # slot rows between its statements, so two writers sharing a slot while one of them
+    # deletes rows the other moves could deadlock, as any two such transactions can (README)
+    writers = connections_on_distinct_slots(connect, 6)
     threads = [
-        threading.Thread(target=random_action_writes, args=(connect, seed, failures)) for seed in range(6)
+        threading.Thread(target=random_action_writes, args=(writer, seed, failures))
+        for seed, writer in enumerate(writers)
     ]
     background = threading.Thread(
         target=repeat_until_stopped,

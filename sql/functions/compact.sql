@@ -23,9 +23,10 @@ SET jit = off
 AS $function$
 DECLARE
     v_rollup tally.rollups%ROWTYPE;
+    v_key_names text[];  -- quoted column names: a name may hold ', ' itself
+    v_part_names text[];
     v_keys text;
     v_parts text;
-    v_columns text;
     v_folded bigint;
     v_fold_pending boolean;
 BEGIN
@@ -36,12 +37,13 @@ BEGIN
     IF v_rollup.slot_table IS NULL THEN
         RETURN 0;
     END IF;
-    SELECT string_agg(quote_ident(c.column_name), ', ') FILTER (WHERE c.column_role = 'key'),
-           string_agg(quote_ident(c.column_name), ', ') FILTER (WHERE c.column_role <> 'key')
-    INTO v_keys, v_parts
+    SELECT coalesce(array_agg(quote_ident(c.column_name)) FILTER (WHERE c.column_role = 'key'), '{}'),
+           array_agg(quote_ident(c.column_name)) FILTER (WHERE c.column_role <> 'key')
+    INTO v_key_names, v_part_names
     FROM tally.stats_columns(p_rollup) AS c
     WHERE c.recompute_expression IS NOT NULL;
-    v_columns := concat_ws(', ', v_keys, v_parts);
+    v_keys := nullif(array_to_string(v_key_names, ', '), '');
+    v_parts := array_to_string(v_part_names, ', ');
     v_fold_pending := v_rollup.pending_table IS NOT NULL
                       AND pg_try_advisory_xact_lock(hashtextextended('pgtally:pending:' || p_rollup, 0));
 
@@ -65,22 +67,22 @@ BEGIN
         CASE WHEN v_keys IS NOT NULL THEN 'ORDER BY ' || v_keys ELSE '' END,
         coalesce(v_keys || ', ', ''),
         v_parts,
-        (SELECT string_agg(format('sum(coalesce(%s, ''0''))', p), ', ')
-         FROM unnest(string_to_array(v_parts, ', ')) AS p),
+        (SELECT string_agg(format('sum(coalesce(%s, ''0''))', p), ', ') FROM unnest(v_part_names) AS p),
         CASE WHEN v_keys IS NOT NULL THEN 'GROUP BY ' || v_keys ELSE 'HAVING count(*) > 0' END,
         (SELECT string_agg(format('%1$s = coalesce(s.%1$s, ''0'') + coalesce(excluded.%1$s, ''0'')', p), ', ')
-         FROM unnest(string_to_array(v_parts, ', ')) AS p),
+         FROM unnest(v_part_names) AS p),
         -- slot 0 rows in key order, as every writer and correction locks them
         CASE WHEN v_keys IS NOT NULL THEN ' ORDER BY ' || v_keys ELSE '' END,
-        (SELECT string_agg('s.' || c, ', ') FROM unnest(string_to_array(v_columns, ', ')) AS c),
+        (SELECT string_agg('s.' || c, ', ') FROM unnest(v_key_names || v_part_names) AS c),
         -- pending rows are only ever inserted (by writers) and deleted (here): no row lock to skip
         CASE WHEN v_fold_pending THEN format(E'\n        moved_pending AS (\n'
                                              '            DELETE FROM %s AS s RETURNING %s\n'
                                              '        ),', v_rollup.pending_table,
                                              (SELECT string_agg('s.' || c, ', ')
-                                              FROM unnest(string_to_array(v_columns, ', ')) AS c))
+                                              FROM unnest(v_key_names || v_part_names) AS c))
              ELSE '' END,
-        CASE WHEN v_fold_pending THEN format('SELECT %1$s FROM moved UNION ALL SELECT %1$s FROM moved_pending', v_columns)
+        CASE WHEN v_fold_pending THEN format('SELECT %1$s FROM moved UNION ALL SELECT %1$s FROM moved_pending',
+                                             array_to_string(v_key_names || v_part_names, ', '))
              ELSE 'SELECT * FROM moved' END,
         CASE WHEN v_fold_pending THEN ' + (SELECT count(*) FROM moved_pending)' ELSE '' END)
     INTO v_folded;
@@ -89,7 +91,7 @@ BEGIN
     EXECUTE format('DELETE FROM %1$s AS s WHERE s.ctid IN (SELECT z.ctid FROM %1$s AS z '
                    'WHERE z._tally_slot = 0 AND %2$s FOR UPDATE SKIP LOCKED)', v_rollup.slot_table,
                    (SELECT string_agg(format('coalesce(z.%s, ''0'') = ''0''', p), ' AND ')
-                    FROM unnest(string_to_array(v_parts, ', ')) AS p));
+                    FROM unnest(v_part_names) AS p));
     RETURN v_folded;
 END;
 $function$;

@@ -3,7 +3,8 @@
 -- First step of tally.run_job: takes the job's session-level advisory lock
 -- (pg_try_advisory_lock on the job name pgtally:<rollup>:<job>) and records the run in
 -- tally.runs (run_kind 'job', status 'running', the options in force: the job's options
--- from tally.scheduled_jobs overlaid with p_options). When another session holds the lock, records
+-- from tally.scheduled_jobs overlaid with p_options, checked by tally.check_job_options
+-- first). When another session holds the lock, records
 -- a 'skipped' run and returns NULL: two runs of one job never overlap. The lock is
 -- released by tally.job_finish, or by the end of the session (a crash included).
 -- Security: invoker. Since: 0.1.0
@@ -19,6 +20,7 @@ DECLARE
 BEGIN
     SELECT j.options INTO v_options FROM tally.scheduled_jobs AS j WHERE j.job_name = v_name;
     v_options := coalesce(v_options, '{}') || coalesce(p_options, '{}');
+    PERFORM tally.check_job_options(p_job, v_options);
 
     IF NOT pg_try_advisory_lock(hashtextextended(v_name, 0)) THEN
         INSERT INTO tally.runs (rollup_name, run_kind, job_name, status, finished_at, details)

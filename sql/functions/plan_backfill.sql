@@ -24,6 +24,8 @@ DECLARE
     v_key_expressions text;
     v_any_null text;
 BEGIN
+    -- the layout (plain table, or slot table and view) stays still while the plan reads it
+    PERFORM pg_advisory_xact_lock_shared(tally.slot_layout_lock_key(p_rollup));
     v_rollup := tally.rollup_named(p_rollup);
     IF p_batch_groups IS NULL OR p_batch_groups < 1 THEN
         RAISE EXCEPTION 'batch size must be a positive number of groups, not %', p_batch_groups

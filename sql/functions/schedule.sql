@@ -19,8 +19,6 @@ SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
     v_name text := tally.job_name(p_rollup, p_job);
-    v_allowed text[];
-    v_unknown text;
     v_job_id bigint;
 BEGIN
     IF p_rollup IS NULL AND p_job = 'refresh' THEN
@@ -37,30 +35,7 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'SELECT tally.set_slots(rollup, 16) or tally.set_mode(rollup, ''append'') first.';
     END IF;
-    IF jsonb_typeof(coalesce(p_options, '{}')) <> 'object' THEN
-        RAISE EXCEPTION 'options must be a JSON object, not %', p_options USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    v_allowed := CASE p_job WHEN 'reconcile' THEN ARRAY['auto_correct']
-                            WHEN 'refresh' THEN ARRAY['include_current', 'only_requested', 'catch_up_days']
-                            WHEN 'compact' THEN ARRAY['for_seconds', 'every_seconds']
-                            ELSE ARRAY['retention'] END;
-    SELECT string_agg(k, ', ') INTO v_unknown
-    FROM jsonb_object_keys(coalesce(p_options, '{}')) AS k WHERE NOT k = ANY (v_allowed);
-    IF v_unknown IS NOT NULL THEN
-        RAISE EXCEPTION 'unknown option(s) for a % job: %', p_job, v_unknown
-            USING ERRCODE = 'invalid_parameter_value', HINT = format('Options: %s.', array_to_string(v_allowed, ', '));
-    END IF;
-    IF p_job = 'compact' AND (
-        coalesce(p_options ->> 'for_seconds', '0') !~ '^[0-9]+(\.[0-9]+)?$'
-        OR coalesce(p_options ->> 'every_seconds', '1') !~ '^[0-9]+(\.[0-9]+)?$'
-        OR (p_options ->> 'for_seconds')::numeric > 3600
-        OR (p_options ->> 'every_seconds')::numeric NOT BETWEEN 0.01 AND 3600
-    ) THEN
-        RAISE EXCEPTION 'compact options for_seconds (0-3600) and every_seconds (0.01-3600) must be numbers, not %',
-                        p_options
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'For example ''{"for_seconds": 55, "every_seconds": 1}'' with a schedule of ''* * * * *''.';
-    END IF;
+    PERFORM tally.check_job_options(p_job, p_options);
     IF p_cron IS NULL OR cardinality(regexp_split_to_array(btrim(p_cron), '\s+')) <> 5 THEN
         RAISE EXCEPTION 'schedule "%" is not a five-field cron expression', p_cron
             USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ''5 0 * * *'' (00:05 UTC daily).';

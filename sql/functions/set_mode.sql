@@ -32,6 +32,7 @@ DECLARE
     v_keys jsonb[];
     v_schema name;
     v_pending_name name;
+    v_left_over boolean;
 BEGIN
     v_rollup := tally.rollup_to_change(p_rollup);
     IF p_mode IS NULL OR p_mode NOT IN ('immediate', 'deferred', 'append') THEN
@@ -67,6 +68,10 @@ BEGIN
     IF jsonb_typeof(coalesce(p_options, '{}')) <> 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object, not %', p_options USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF p_mode <> 'deferred' AND coalesce(p_options, '{}') <> '{}' THEN
+        RAISE EXCEPTION '% mode takes no options, not %', p_mode, p_options
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Options are for deferred mode.';
+    END IF;
     SELECT string_agg(k, ', ') INTO v_unknown FROM jsonb_object_keys(coalesce(p_options, '{}')) AS k
     WHERE NOT k = ANY (ARRAY['bucket', 'include_current', 'catch_up_days']);
     IF v_unknown IS NOT NULL THEN
@@ -83,6 +88,12 @@ BEGIN
     END IF;
 
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_rollup.source_table);
+    v_rollup := tally.rollup_named(p_rollup);  -- as another set_mode may have left it meanwhile
+    IF (p_mode = 'append') <> (v_rollup.pending_table IS NOT NULL) THEN
+        -- the stats relation changes shape: take it (and what a view over it reads) before
+        -- touching the catalogue row, which readers such as tally.plan_backfill lock after it
+        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', v_rollup.stats_table);
+    END IF;
     IF p_mode = 'append' AND EXISTS (SELECT FROM tally.deferred_rollups AS d WHERE d.rollup_name = p_rollup) THEN
         RAISE EXCEPTION 'rollup "%" is deferred', p_rollup  -- made so while we waited for the lock
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -119,7 +130,7 @@ BEGIN
         -- the stats move behind a view (as with slots), which adds the pending rows in
         PERFORM tally.use_slot_layout(p_rollup);
         v_rollup := tally.rollup_named(p_rollup);
-        SELECT n.nspname, left(c.relname, 55) || '_pending' INTO v_schema, v_pending_name
+        SELECT n.nspname, tally.name_with_suffix(c.relname, '_pending') INTO v_schema, v_pending_name
         FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
         WHERE c.oid = v_rollup.stats_table;
         IF to_regclass(format('%I.%I', v_schema, v_pending_name)) IS NOT NULL THEN
@@ -132,6 +143,8 @@ BEGIN
                         WHERE c.recompute_expression IS NOT NULL),
                        v_rollup.slot_table);
         EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', v_schema, v_pending_name, v_rollup.owner_role);
+        -- compactions delete from it: a publication of all tables needs an identity to do so
+        EXECUTE format('ALTER TABLE %I.%I REPLICA IDENTITY FULL', v_schema, v_pending_name);
         EXECUTE format('COMMENT ON TABLE %I.%I IS %L', v_schema, v_pending_name, format(
             'pgtally rollup %s (append mode): changes of %s not folded yet, one row per group and statement; '
             'read the view %s. Do not edit by hand.', p_rollup, v_rollup.source_table, v_rollup.stats_table));
@@ -144,12 +157,21 @@ BEGIN
         -- the view reads the slot table alone, and without slots the plain table comes back
         EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', v_rollup.slot_table);
         PERFORM tally.compact(p_rollup);
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s)', v_rollup.pending_table) INTO v_left_over;
+        IF v_left_over THEN  -- never expected: dropping the table would lose them
+            RAISE EXCEPTION 'rollup "%": pending rows were left after folding them all', p_rollup
+                USING ERRCODE = 'internal_error';
+        END IF;
         UPDATE tally.rollups SET pending_table = NULL WHERE rollup_name = p_rollup;
         EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', v_rollup.stats_table,
                        tally.slot_view_sql(p_rollup, v_rollup.slot_table));
         EXECUTE format('DROP TABLE %s', v_rollup.pending_table);
         IF v_rollup.slots = 1 THEN
             PERFORM tally.use_plain_layout(p_rollup);
+            IF EXISTS (SELECT FROM tally.scheduled_jobs AS j WHERE j.job_name = tally.job_name(p_rollup, 'compact')) THEN
+                PERFORM tally.unschedule(p_rollup, 'compact');
+                RAISE NOTICE 'rollup "%" has one stats row per group again: its compact job was removed', p_rollup;
+            END IF;
         END IF;
     END IF;
     PERFORM tally.install_maintenance(v_rollup.source_table);

@@ -5,6 +5,7 @@
 -- to a view that adds a group's rows up (tally.slot_view_sql), so every read stays
 -- exact. Used by tally.set_slots (slots > 1) and tally.set_mode (append mode, whose
 -- pending rows the view adds in too). Whoever could read the stats can read the view.
+-- Refused while views of the user's read the stats table (they would follow the rename).
 -- The caller holds the rollup's layout lock and has locked its writers out, and
 -- regenerates the triggers afterwards.
 -- Security: invoker (owner of the source). Since: 0.1.0
@@ -22,14 +23,29 @@ DECLARE
     v_view regclass;
     v_constraint name;
     v_index regclass;
+    v_views text;
 BEGIN
     IF v_rollup.slot_table IS NOT NULL THEN
         RETURN;  -- already there
     END IF;
+    -- a view of the user's over the stats table would follow the table to its new name
+    -- and read partial stats from then on
+    SELECT string_agg(DISTINCT v.oid::regclass::text, ', ') INTO v_views
+    FROM pg_catalog.pg_depend AS d
+    JOIN pg_catalog.pg_rewrite AS w ON w.oid = d.objid
+    JOIN pg_catalog.pg_class AS v ON v.oid = w.ev_class
+    WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+      AND d.refobjid = v_rollup.stats_table AND v.oid <> v_rollup.stats_table;
+    IF v_views IS NOT NULL THEN
+        RAISE EXCEPTION 'views read stats table % directly: %', v_rollup.stats_table, v_views
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'They would go on reading the renamed table, not the stats: drop them, then re-create them '
+                         'over the stats view this makes.';
+    END IF;
     SELECT n.nspname, c.relname INTO v_schema, v_name
     FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
     WHERE c.oid = v_rollup.stats_table;
-    v_slot_name := left(v_name, 57) || '_slots';
+    v_slot_name := tally.name_with_suffix(v_name, '_slots');
     IF to_regclass(format('%I.%I', v_schema, v_slot_name)) IS NOT NULL THEN
         RAISE EXCEPTION 'relation %.% already exists', quote_ident(v_schema), quote_ident(v_slot_name)
             USING ERRCODE = 'duplicate_table', HINT = 'Rename or drop it, then try again.';
