@@ -409,3 +409,38 @@ def test_create_rollup_again_after_its_source_was_dropped_and_made_anew(
     conn.execute("INSERT INTO public.notes VALUES (3, 'cy')")
     assert_exact(conn, "notes_by_author")
     assert stats_rows(conn, "notes_by_author", "author", "n") == [("bob", 2), ("cy", 1)]
+
+
+@pytest.mark.parametrize("mode", ["immediate", "append"])
+def test_several_updates_of_the_source_in_one_query_are_maintained(
+    conn: psycopg.Connection[Any], mode: str
+) -> None:
+    # PostgreSQL fires only the last UPDATE's UPDATE OF triggers when one query updates a
+    # table twice (writable CTEs, foreign-key cascades), but every row reaches the trigger
+    conn.execute("CREATE TABLE public.p4 (id int PRIMARY KEY, code int UNIQUE)")
+    conn.execute(
+        "CREATE TABLE public.r4 (id int PRIMARY KEY, g int, v int, note text, "
+        "a int REFERENCES public.p4 (id) ON UPDATE CASCADE, b int REFERENCES public.p4 (code) ON UPDATE CASCADE)"
+    )
+    for rollup, key in (("r4_by_g", "g"), ("r4_by_a", "a"), ("r4_by_b", "b")):
+        conn.execute(
+            "SELECT tally.create_rollup(%s, source => 'public.r4', group_by => ARRAY[%s], "
+            "measures => ARRAY['n = count(*)', 's = sum(v)'])",
+            (rollup, key),
+        )
+        conn.execute("SELECT tally.set_mode(%s, %s)", (rollup, mode))
+    conn.execute("INSERT INTO public.p4 VALUES (1, 10), (2, 20)")
+    conn.execute("INSERT INTO public.r4 VALUES (1, 1, 10, NULL, 1, 20), (2, 1, 20, NULL, 2, 10)")
+    # the last UPDATE sets a column no rollup reads; the first moved a row to another group
+    conn.execute(
+        "WITH moved AS (UPDATE public.r4 SET g = 2, v = v + 1 WHERE id = 1 RETURNING id) "
+        "UPDATE public.r4 SET note = 'x' WHERE id = 2"
+    )
+    assert_exact(conn)
+    # one UPDATE of the parent cascades into the source through both foreign keys
+    conn.execute("UPDATE public.p4 SET id = 3, code = 30 WHERE id = 1")
+    assert_exact(conn)
+    assert conn.execute("SELECT a, n FROM public.r4_by_a ORDER BY a").fetchall() == [(2, 1), (3, 1)]
+    # an UPDATE of a column no rollup reads still changes nothing
+    conn.execute("UPDATE public.r4 SET note = 'y'")
+    assert_exact(conn)

@@ -95,6 +95,8 @@ DECLARE
     v_rollup_results_needed boolean[] := '{}';  -- that, per rollup
     v_main text;
     v_reindent boolean;  -- whether the one-row path may indent generated text (see below)
+    v_inputs text;  -- the rollup's keys and expressions, as a select list over a changed row
+    v_unnamed_checks text[] := '{}';  -- per rollup: does an UPDATE change what it reads after all?
     v_source_text text := p_source::text;
     i integer;
 BEGIN
@@ -255,8 +257,8 @@ $code$,
                 GROUP BY k.key_expression ORDER BY min(k.key_position))
             || format('%s AS %s_touched', tally.one_row_count_sql('insert', v_rollup_condition), v_prefix);
         -- the one changed row as this rollup reads it: its keys and the expressions it uses
-        v_one_row_inners := v_one_row_inners || CASE WHEN v_has_one_row_path THEN format(E'SELECT %s\n            FROM %s%s',
-            (SELECT string_agg(c, E',\n                   ' ORDER BY o)
+        -- what this rollup reads of a row: its keys and the expressions it uses
+        v_inputs := (SELECT string_agg(c, E',\n                   ' ORDER BY o)
              FROM (SELECT format('(%s) AS k%s', k.key_expression, array_position(v_key_expressions, k.key_expression)),
                           array_position(v_key_expressions, k.key_expression)
                    FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup.rollup_name
@@ -268,7 +270,29 @@ $code$,
                                    WHERE m.rollup_name = v_rollup.rollup_name
                          UNION ALL SELECT m.measure_filter FROM tally.rollup_measures AS m
                                    WHERE m.rollup_name = v_rollup.rollup_name) AS x(e)
-                   WHERE x.e IS NOT NULL) AS u(c, o)),
+                   WHERE x.e IS NOT NULL) AS u(c, o));
+        IF v_skip_check THEN
+            -- an UPDATE whose UPDATE OF triggers did not name this rollup changed nothing it
+            -- reads, unless several UPDATEs of the source ran in one query (writable CTEs,
+            -- foreign-key cascades): they share these transition tables, but PostgreSQL
+            -- fires only the last one's UPDATE OF triggers. Then what it reads differs
+            -- between the old and the new rows (as multisets: as many rows on each side).
+            v_unnamed_checks := v_unnamed_checks || format(
+E'IF v_relevant_rollups NOT LIKE %1$L AND EXISTS (\n'
+'        SELECT %2$s\n'
+'        FROM tally_new_rows\n'
+'        EXCEPT ALL\n'
+'        SELECT %2$s\n'
+'        FROM tally_old_rows\n'
+'    ) THEN\n'
+'        v_relevant_rollups := v_relevant_rollups || %3$L;  -- rollup %4$s\n'
+'    END IF;',
+                '%,' || v_rollup.rollup_name || ',%',
+                coalesce(replace(v_inputs, E'\n                   ', E'\n               '), 'NULL'),
+                v_rollup.rollup_name || ',', v_rollup.rollup_name);
+        END IF;
+        v_one_row_inners := v_one_row_inners || CASE WHEN v_has_one_row_path THEN format(E'SELECT %s\n            FROM %s%s',
+            v_inputs,
             CASE p_event WHEN 'insert' THEN 'tally_new_rows' ELSE 'tally_old_rows' END,
             CASE WHEN v_rollup.row_filter IS NOT NULL
                  THEN format(E'\n            WHERE (%s)', v_rollup.row_filter) ELSE '' END) END;
@@ -686,12 +710,12 @@ $code$,
         array_to_string(
             CASE WHEN v_skip_check THEN ARRAY[format(
 E'-- UPDATE OF triggers named the rollups whose columns this statement set\n'
-'    v_relevant_rollups := current_setting(%1$L, true);\n'
-'    IF coalesce(v_relevant_rollups, '''') = '''' THEN\n'
-'        RETURN NULL;\n'
-'    END IF;\n'
+'    v_relevant_rollups := coalesce(nullif(current_setting(%1$L, true), ''''), '','');\n'
 '    PERFORM set_config(%1$L, '''', true);',
-                'pgtally.relevant_' || p_source::oid)] ELSE '{}'::text[] END
+                'pgtally.relevant_' || p_source::oid)]
+                || v_unnamed_checks
+                || E'IF v_relevant_rollups = \',\' THEN\n        RETURN NULL;  -- nothing any rollup reads changed\n    END IF;'::text
+            ELSE '{}'::text[] END
             || v_body || v_after || v_publish,
             E'\n    '));
 END;

@@ -4,8 +4,10 @@
 -- generated maintenance trigger (trigger names sort "tally_columns_*" before
 -- "tally_maintain_*"). It records the rollup named in TG_ARGV[0] in a transaction-local
 -- setting; the maintenance trigger then skips every rollup whose columns the UPDATE's
--- SET list did not name, and clears the setting. Transition tables cannot be combined
--- with column lists, hence this two-trigger handshake.
+-- SET list did not name once it has checked that nothing the rollup reads differs between
+-- the old and the new rows (several UPDATEs of the source in one query share one
+-- transition table, but only the last one's UPDATE OF triggers fire), and clears the
+-- setting. Transition tables cannot be combined with column lists, hence this handshake.
 -- Security: invoker; it only sets a transaction-local custom setting. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.note_relevant_update()
 RETURNS trigger
