@@ -713,6 +713,18 @@ E'-- UPDATE OF triggers named the rollups whose columns this statement set\n'
 '    v_relevant_rollups := coalesce(nullif(current_setting(%1$L, true), ''''), '','');\n'
 '    PERFORM set_config(%1$L, '''', true);',
                 'pgtally.relevant_' || p_source::oid)]
+                -- the usual UPDATE of columns no rollup reads: one comparison for them all
+                || CASE WHEN cardinality(v_unnamed_checks) > 1 THEN ARRAY[format(
+E'IF v_relevant_rollups = '','' AND NOT EXISTS (\n'
+'        SELECT %1$s\n'
+'        FROM tally_new_rows\n'
+'        EXCEPT ALL\n'
+'        SELECT %1$s\n'
+'        FROM tally_old_rows\n'
+'    ) THEN\n'
+'        RETURN NULL;  -- nothing any rollup reads changed\n'
+'    END IF;',
+                    array_to_string(v_inner_columns, E',\n               '))] ELSE '{}'::text[] END
                 || v_unnamed_checks
                 || E'IF v_relevant_rollups = \',\' THEN\n        RETURN NULL;  -- nothing any rollup reads changed\n    END IF;'::text
             ELSE '{}'::text[] END
