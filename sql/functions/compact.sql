@@ -27,6 +27,7 @@ DECLARE
     v_part_names text[];
     v_keys text;
     v_parts text;
+    v_returned text;  -- the stored columns, as a RETURNING list over alias s
     v_folded bigint;
     v_fold_pending boolean;
 BEGIN
@@ -44,6 +45,7 @@ BEGIN
     WHERE c.recompute_expression IS NOT NULL;
     v_keys := nullif(array_to_string(v_key_names, ', '), '');
     v_parts := array_to_string(v_part_names, ', ');
+    v_returned := (SELECT string_agg('s.' || c, ', ') FROM unnest(v_key_names || v_part_names) AS c);
     v_fold_pending := v_rollup.pending_table IS NOT NULL
                       AND pg_try_advisory_xact_lock(hashtextextended('pgtally:pending:' || p_rollup, 0));
 
@@ -73,16 +75,13 @@ BEGIN
          FROM unnest(v_part_names) AS p),
         -- slot 0 rows in key order, as every writer and correction locks them
         CASE WHEN v_keys IS NOT NULL THEN ' ORDER BY ' || v_keys ELSE '' END,
-        (SELECT string_agg('s.' || c, ', ') FROM unnest(v_key_names || v_part_names) AS c),
+        v_returned,
         -- pending rows are only ever inserted (by writers) and deleted (here): no row lock to skip
         CASE WHEN v_fold_pending THEN format(E'\n        moved_pending AS (\n'
                                              '            DELETE FROM %s AS s RETURNING %s\n'
-                                             '        ),', v_rollup.pending_table,
-                                             (SELECT string_agg('s.' || c, ', ')
-                                              FROM unnest(v_key_names || v_part_names) AS c))
+                                             '        ),', v_rollup.pending_table, v_returned)
              ELSE '' END,
-        CASE WHEN v_fold_pending THEN format('SELECT %1$s FROM moved UNION ALL SELECT %1$s FROM moved_pending',
-                                             array_to_string(v_key_names || v_part_names, ', '))
+        CASE WHEN v_fold_pending THEN 'SELECT * FROM moved UNION ALL SELECT * FROM moved_pending'
              ELSE 'SELECT * FROM moved' END,
         CASE WHEN v_fold_pending THEN ' + (SELECT count(*) FROM moved_pending)' ELSE '' END)
     INTO v_folded;

@@ -97,6 +97,15 @@ DECLARE
     v_reindent boolean;  -- whether the one-row path may indent generated text (see below)
     v_inputs text;  -- the rollup's keys and expressions, as a select list over a changed row
     v_unnamed_checks text[] := '{}';  -- per rollup: does an UPDATE change what it reads after all?
+    -- "what the select list %1$s reads differs between the new and the old rows" (as
+    -- multisets; both sides hold as many rows, so one direction tells)
+    v_inputs_changed constant text := E'EXISTS (\n'
+        '        SELECT %1$s\n'
+        '        FROM tally_new_rows\n'
+        '        EXCEPT ALL\n'
+        '        SELECT %1$s\n'
+        '        FROM tally_old_rows\n'
+        '    )';
     v_source_text text := p_source::text;
     i integer;
 BEGIN
@@ -256,7 +265,6 @@ $code$,
                 FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup.rollup_name
                 GROUP BY k.key_expression ORDER BY min(k.key_position))
             || format('%s AS %s_touched', tally.one_row_count_sql('insert', v_rollup_condition), v_prefix);
-        -- the one changed row as this rollup reads it: its keys and the expressions it uses
         -- what this rollup reads of a row: its keys and the expressions it uses
         v_inputs := (SELECT string_agg(c, E',\n                   ' ORDER BY o)
              FROM (SELECT format('(%s) AS k%s', k.key_expression, array_position(v_key_expressions, k.key_expression)),
@@ -278,17 +286,11 @@ $code$,
             -- fires only the last one's UPDATE OF triggers. Then what it reads differs
             -- between the old and the new rows (as multisets: as many rows on each side).
             v_unnamed_checks := v_unnamed_checks || format(
-E'IF v_relevant_rollups NOT LIKE %1$L AND EXISTS (\n'
-'        SELECT %2$s\n'
-'        FROM tally_new_rows\n'
-'        EXCEPT ALL\n'
-'        SELECT %2$s\n'
-'        FROM tally_old_rows\n'
-'    ) THEN\n'
+E'IF v_relevant_rollups NOT LIKE %1$L AND %2$s THEN\n'
 '        v_relevant_rollups := v_relevant_rollups || %3$L;  -- rollup %4$s\n'
 '    END IF;',
                 '%,' || v_rollup.rollup_name || ',%',
-                coalesce(replace(v_inputs, E'\n                   ', E'\n               '), 'NULL'),
+                format(v_inputs_changed, coalesce(replace(v_inputs, E'\n                   ', E'\n               '), 'NULL')),
                 v_rollup.rollup_name || ',', v_rollup.rollup_name);
         END IF;
         v_one_row_inners := v_one_row_inners || CASE WHEN v_has_one_row_path THEN format(E'SELECT %s\n            FROM %s%s',
@@ -715,16 +717,11 @@ E'-- UPDATE OF triggers named the rollups whose columns this statement set\n'
                 'pgtally.relevant_' || p_source::oid)]
                 -- the usual UPDATE of columns no rollup reads: one comparison for them all
                 || CASE WHEN cardinality(v_unnamed_checks) > 1 THEN ARRAY[format(
-E'IF v_relevant_rollups = '','' AND NOT EXISTS (\n'
-'        SELECT %1$s\n'
-'        FROM tally_new_rows\n'
-'        EXCEPT ALL\n'
-'        SELECT %1$s\n'
-'        FROM tally_old_rows\n'
-'    ) THEN\n'
+E'IF v_relevant_rollups = '','' AND NOT %s THEN\n'
 '        RETURN NULL;  -- nothing any rollup reads changed\n'
 '    END IF;',
-                    array_to_string(v_inner_columns, E',\n               '))] ELSE '{}'::text[] END
+                    format(v_inputs_changed, array_to_string(v_inner_columns, E',\n               ')))]
+                ELSE '{}'::text[] END
                 || v_unnamed_checks
                 || E'IF v_relevant_rollups = \',\' THEN\n        RETURN NULL;  -- nothing any rollup reads changed\n    END IF;'::text
             ELSE '{}'::text[] END

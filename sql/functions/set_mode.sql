@@ -16,8 +16,8 @@
 -- blocks its writers; switching back to immediate first applies what is pending, so the
 -- stats are exact when it returns, and removes the rollup's refresh job; leaving append
 -- mode folds the pending rows and drops the pending table. Append mode is refused for
--- rollups with min or max (a pending row cannot know the group's extreme), rank-indexed
--- ones (the view cannot be indexed) and deferred ones (switch them to immediate first).
+-- rollups with min or max (a pending row cannot know the group's extreme), deferred ones
+-- (switch them to immediate first) and, by tally.use_slot_layout, rank-indexed ones.
 -- Returns the mode now in force.
 -- Security: invoker (owner of the source). Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.set_mode(p_rollup text, p_mode text, p_options jsonb DEFAULT '{}')
@@ -56,14 +56,6 @@ BEGIN
         RAISE EXCEPTION 'rollup "%" has a min or max measure: append mode cannot keep it', p_rollup
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Pending rows add partial counts and sums; declare min/max in a rollup of their own.';
-    END IF;
-    IF p_mode = 'append' AND v_rollup.slot_table IS NULL AND EXISTS (
-        SELECT FROM pg_catalog.pg_index AS i WHERE i.indrelid = v_rollup.stats_table AND NOT i.indisunique
-    ) THEN
-        RAISE EXCEPTION 'stats table % has indexes of its own (tally.make_rankable?): drop them first',
-                        v_rollup.stats_table
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'A view over pending rows cannot be indexed; rank a rollup in immediate mode.';
     END IF;
     IF jsonb_typeof(coalesce(p_options, '{}')) <> 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object, not %', p_options USING ERRCODE = 'invalid_parameter_value';
@@ -163,16 +155,17 @@ BEGIN
                 USING ERRCODE = 'internal_error';
         END IF;
         UPDATE tally.rollups SET pending_table = NULL WHERE rollup_name = p_rollup;
-        EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', v_rollup.stats_table,
-                       tally.slot_view_sql(p_rollup, v_rollup.slot_table));
-        EXECUTE format('DROP TABLE %s', v_rollup.pending_table);
         IF v_rollup.slots = 1 THEN
-            PERFORM tally.use_plain_layout(p_rollup);
+            PERFORM tally.use_plain_layout(p_rollup);  -- drops the view
             IF EXISTS (SELECT FROM tally.scheduled_jobs AS j WHERE j.job_name = tally.job_name(p_rollup, 'compact')) THEN
                 PERFORM tally.unschedule(p_rollup, 'compact');
                 RAISE NOTICE 'rollup "%" has one stats row per group again: its compact job was removed', p_rollup;
             END IF;
+        ELSE
+            EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', v_rollup.stats_table,
+                           tally.slot_view_sql(p_rollup, v_rollup.slot_table));
         END IF;
+        EXECUTE format('DROP TABLE %s', v_rollup.pending_table);
     END IF;
     PERFORM tally.install_maintenance(v_rollup.source_table);
     RETURN p_mode;

@@ -40,14 +40,6 @@ BEGIN
         RAISE EXCEPTION 'rollup "%" is deferred: its writers lock no stats row already', p_rollup
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    IF p_slots > 1 AND v_rollup.slot_table IS NULL AND EXISTS (
-        SELECT FROM pg_catalog.pg_index AS i WHERE i.indrelid = v_rollup.stats_table AND NOT i.indisunique
-    ) THEN
-        RAISE EXCEPTION 'stats table % has indexes of its own (tally.make_rankable?): drop them first',
-                        v_rollup.stats_table
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'A view over slots cannot be indexed; rank a rollup without slots.';
-    END IF;
 
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_rollup.source_table);
 

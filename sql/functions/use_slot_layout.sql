@@ -5,7 +5,8 @@
 -- to a view that adds a group's rows up (tally.slot_view_sql), so every read stays
 -- exact. Used by tally.set_slots (slots > 1) and tally.set_mode (append mode, whose
 -- pending rows the view adds in too). Whoever could read the stats can read the view.
--- Refused while views of the user's read the stats table (they would follow the rename).
+-- Refused while the stats table has indexes of its own (tally.make_rankable: a view
+-- cannot be indexed) or views of the user's read it (they would follow the rename).
 -- The caller holds the rollup's layout lock and has locked its writers out, and
 -- regenerates the triggers afterwards.
 -- Security: invoker (owner of the source). Since: 0.1.0
@@ -27,6 +28,13 @@ DECLARE
 BEGIN
     IF v_rollup.slot_table IS NOT NULL THEN
         RETURN;  -- already there
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_index AS i WHERE i.indrelid = v_rollup.stats_table AND NOT i.indisunique) THEN
+        RAISE EXCEPTION 'stats table % has indexes of its own (tally.make_rankable?): drop them first',
+                        v_rollup.stats_table
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'The stats become a view, which cannot be indexed; rank a rollup that keeps one stats row '
+                         'per group (no slots, not in append mode).';
     END IF;
     -- a view of the user's over the stats table would follow the table to its new name
     -- and read partial stats from then on
