@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -478,26 +478,35 @@ def run_w2(
         vacuum(conn)
 
     # The same inserts with both rollups spread over slots (hot groups without a hot row),
-    # against the baseline measured just above in this repetition.
-    conn.execute("SELECT tally.set_slots(r, %s) FROM unnest(%s::text[]) AS r", (W2_SLOTS, list(S1_ROLLUPS)))
-    vacuum(conn)
-    script = workdir / "insert_pgtally_slots.sql"
-    script.write_text(PGBENCH_SCRIPT.format(last_user=USERS - 1, schema=TALLY))
-    for clients, key in ((1, "w2_c1"), (16, "w2_c16")):
-        conn.execute("CHECKPOINT")
-        tps, _ = pgbench(dsn_params, script, clients, cfg.pgbench_seconds)
-        results.add(f"{key}_slots", "baseline", results.values[key]["baseline"][-1])
-        results.add(f"{key}_slots", "pgtally", tps)
-        log(f"  {key + '_slots':<12} {'pgtally':<8} {tps:8.1f} tps")
-        check_exact(conn, S1_ROLLUPS, f"{key}_slots")
-    conn.execute("SELECT tally.compact(r) FROM unnest(%s::text[]) AS r", (list(S1_ROLLUPS),))
-    vacuum(conn)
+    # then in append mode with a compaction every second meanwhile, each against the
+    # baseline measured just above in this repetition.
     users = [r[0] for r in conn.execute("SELECT user_id FROM bench_stage.users ORDER BY n")]
-    read_through_view(conn, cfg, results, order, users, "slots")
-    conn.execute("SELECT tally.set_slots(r, 1) FROM unnest(%s::text[]) AS r", (list(S1_ROLLUPS),))
-    check_exact(conn, S1_ROLLUPS, "w2 slots folded back")
-    vacuum(conn)
-    run_w2_append(conn, cfg, results, order, workdir, dsn_params, users)
+    run_w2_hot_groups(
+        conn,
+        cfg,
+        results,
+        order,
+        workdir,
+        dsn_params,
+        users,
+        "slots",
+        sql.SQL("SELECT tally.set_slots(r, {}) FROM unnest(%s::text[]) AS r").format(W2_SLOTS),
+        sql.SQL("SELECT tally.set_slots(r, 1) FROM unnest(%s::text[]) AS r"),
+        compact_every=None,
+    )
+    run_w2_hot_groups(
+        conn,
+        cfg,
+        results,
+        order,
+        workdir,
+        dsn_params,
+        users,
+        "append",
+        sql.SQL("SELECT tally.set_mode(r, 'append') FROM unnest(%s::text[]) AS r"),
+        sql.SQL("SELECT tally.set_mode(r, 'immediate') FROM unnest(%s::text[]) AS r"),
+        compact_every=APPEND_COMPACT_SECONDS,
+    )
 
 
 def read_through_view(
@@ -552,7 +561,7 @@ def compacting(dsn: str, rollups: tuple[str, ...], every_seconds: float) -> Iter
         raise BenchFailure(f"compaction during the run failed: {failures[0]!r}")
 
 
-def run_w2_append(
+def run_w2_hot_groups(
     conn: psycopg.Connection[Any],
     cfg: Config,
     results: Results,
@@ -560,30 +569,38 @@ def run_w2_append(
     workdir: Path,
     dsn_params: dict[str, str],
     users: list[uuid.UUID],
+    layout: str,
+    enter: sql.Composable,
+    leave: sql.Composable,
+    compact_every: float | None,
 ) -> None:
-    """W2's inserts with both rollups in append mode (tally.set_mode), a compaction folding
-    the pending rows every second meanwhile; then the reads through the view, and back to
-    immediate mode (which folds the rest), against this repetition's baseline."""
-    conn.execute("SELECT tally.set_mode(r, 'append') FROM unnest(%s::text[]) AS r", (list(S1_ROLLUPS),))
+    """W2's inserts with both rollups in a hot-group layout (`enter`, given the rollup names;
+    rows w2_c1_<layout> and w2_c16_<layout>), a compaction every `compact_every` seconds
+    meanwhile if given; then the reads through the view after a compaction, and back with
+    `leave` (which folds the rest); every variant is checked exact."""
+    rollups = (list(S1_ROLLUPS),)
+    conn.execute(enter, rollups)
     vacuum(conn)
-    script = workdir / "insert_pgtally_append.sql"
+    script = workdir / f"insert_pgtally_{layout}.sql"
     script.write_text(PGBENCH_SCRIPT.format(last_user=USERS - 1, schema=TALLY))
     for clients, key in ((1, "w2_c1"), (16, "w2_c16")):
         conn.execute("CHECKPOINT")
-        with compacting(conn.info.dsn, S1_ROLLUPS, APPEND_COMPACT_SECONDS) as folded:
+        with (
+            compacting(conn.info.dsn, S1_ROLLUPS, compact_every)
+            if compact_every
+            else nullcontext([]) as folded
+        ):
             tps, _ = pgbench(dsn_params, script, clients, cfg.pgbench_seconds)
-        results.add(f"{key}_append", "baseline", results.values[key]["baseline"][-1])
-        results.add(f"{key}_append", "pgtally", tps)
-        log(
-            f"  {key + '_append':<12} {'pgtally':<8} {tps:8.1f} tps ({len(folded)} compactions, "
-            f"{sum(folded):,} rows folded)"
-        )
-        check_exact(conn, S1_ROLLUPS, f"{key}_append")
-    conn.execute("SELECT tally.compact(r) FROM unnest(%s::text[]) AS r", (list(S1_ROLLUPS),))
+        results.add(f"{key}_{layout}", "baseline", results.values[key]["baseline"][-1])
+        results.add(f"{key}_{layout}", "pgtally", tps)
+        compactions = f" ({len(folded)} compactions, {sum(folded):,} rows folded)" if compact_every else ""
+        log(f"  {key + '_' + layout:<12} {'pgtally':<8} {tps:8.1f} tps{compactions}")
+        check_exact(conn, S1_ROLLUPS, f"{key}_{layout}")
+    conn.execute("SELECT tally.compact(r) FROM unnest(%s::text[]) AS r", rollups)
     vacuum(conn)
-    read_through_view(conn, cfg, results, order, users, "append")
-    conn.execute("SELECT tally.set_mode(r, 'immediate') FROM unnest(%s::text[]) AS r", (list(S1_ROLLUPS),))
-    check_exact(conn, S1_ROLLUPS, "w2 append folded back")
+    read_through_view(conn, cfg, results, order, users, layout)
+    conn.execute(leave, rollups)
+    check_exact(conn, S1_ROLLUPS, f"w2 {layout} folded back")
     vacuum(conn)
 
 
