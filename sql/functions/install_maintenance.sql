@@ -3,7 +3,11 @@
 -- (Re)generates and installs the maintenance triggers of one source table from the
 -- catalogue: replaces the generated functions and creates or replaces one statement-level
 -- AFTER trigger per event (INSERT, UPDATE, DELETE with transition tables; TRUNCATE) and,
--- per rollup, an "UPDATE OF its columns" marker trigger. Only triggers no longer wanted
+-- per rollup, an "UPDATE OF its columns" marker trigger. Every partition of a partitioned
+-- source (at any level) gets the INSERT, UPDATE and DELETE triggers and markers too, as
+-- statements that name a partition fire only its own statement triggers, and a BEFORE
+-- TRUNCATE trigger that refuses to empty it alone (tally.refuse_partition_truncate).
+-- Foreign partitions cannot have transition tables and get none. Only triggers no longer wanted
 -- are dropped (that needs ACCESS EXCLUSIVE on the source; everything else works under the
 -- caller's SHARE ROW EXCLUSIVE, so no lock upgrade can deadlock with a transaction that
 -- read the source). With no rollups left on the source, it only removes. Generated functions are owned by the
@@ -23,7 +27,15 @@ DECLARE
     v_rollup record;
     v_owner name;
     v_user_update_triggers boolean;
+    v_partitions regclass[];
+    v_table regclass;
 BEGIN
+    v_partitions := ARRAY(
+        SELECT t.relid FROM pg_catalog.pg_partition_tree(p_source) AS t
+        JOIN pg_catalog.pg_class AS c ON c.oid = t.relid
+        WHERE t.relid <> p_source AND c.relkind IN ('r', 'p')
+        ORDER BY t.level, t.relid::text
+    );
     -- Same test as the generator's: with a user BEFORE UPDATE row trigger, every UPDATE
     -- is processed in full and no marker triggers are made.
     v_user_update_triggers := EXISTS (
@@ -35,10 +47,10 @@ BEGIN
     -- with the last rollup): DROP TRIGGER locks the source ACCESS EXCLUSIVE, which callers
     -- that only change the code (set_mode, set_slots, a new rollup) must not need.
     FOR v_trigger IN
-        SELECT t.tgname FROM pg_catalog.pg_trigger AS t
-        WHERE t.tgrelid = p_source AND NOT t.tgisinternal
+        SELECT t.tgname, t.tgrelid::regclass AS table_name FROM pg_catalog.pg_trigger AS t
+        WHERE t.tgrelid = ANY (p_source || v_partitions) AND NOT t.tgisinternal
           AND (
-              (t.tgname LIKE 'tally\_maintain\_%'
+              ((t.tgname LIKE 'tally\_maintain\_%' OR t.tgname = 'tally_partition_truncate')
                AND NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.source_table = p_source))
               OR (t.tgname LIKE 'tally\_columns\_%' AND (v_user_update_triggers OR NOT EXISTS (
                   SELECT FROM tally.rollups AS r
@@ -46,7 +58,7 @@ BEGIN
                     AND cardinality(r.source_columns) > 0)))
           )
     LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', v_trigger.tgname, p_source);
+        EXECUTE format('DROP TRIGGER %I ON %s', v_trigger.tgname, v_trigger.table_name);
     END LOOP;
 
     IF NOT EXISTS (SELECT FROM tally.rollups WHERE source_table = p_source) THEN
@@ -91,23 +103,31 @@ BEGIN
                        format('pgtally: keeps the rollups of %s exact on %s (generated)', p_source, upper(v_event)));
     END LOOP;
 
-    EXECUTE format(
-        'CREATE OR REPLACE TRIGGER tally_maintain_insert AFTER INSERT ON %s '
-        'REFERENCING NEW TABLE AS tally_new_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
-        p_source, v_place.function_schema, v_place.function_prefix || '_insert');
-    EXECUTE format(
-        'CREATE OR REPLACE TRIGGER tally_maintain_update AFTER UPDATE ON %s '
-        'REFERENCING OLD TABLE AS tally_old_rows NEW TABLE AS tally_new_rows '
-        'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
-        p_source, v_place.function_schema, v_place.function_prefix || '_update');
-    EXECUTE format(
-        'CREATE OR REPLACE TRIGGER tally_maintain_delete AFTER DELETE ON %s '
-        'REFERENCING OLD TABLE AS tally_old_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
-        p_source, v_place.function_schema, v_place.function_prefix || '_delete');
+    FOREACH v_table IN ARRAY p_source || v_partitions LOOP
+        EXECUTE format(
+            'CREATE OR REPLACE TRIGGER tally_maintain_insert AFTER INSERT ON %s '
+            'REFERENCING NEW TABLE AS tally_new_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+            v_table, v_place.function_schema, v_place.function_prefix || '_insert');
+        EXECUTE format(
+            'CREATE OR REPLACE TRIGGER tally_maintain_update AFTER UPDATE ON %s '
+            'REFERENCING OLD TABLE AS tally_old_rows NEW TABLE AS tally_new_rows '
+            'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+            v_table, v_place.function_schema, v_place.function_prefix || '_update');
+        EXECUTE format(
+            'CREATE OR REPLACE TRIGGER tally_maintain_delete AFTER DELETE ON %s '
+            'REFERENCING OLD TABLE AS tally_old_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+            v_table, v_place.function_schema, v_place.function_prefix || '_delete');
+    END LOOP;
     EXECUTE format(
         'CREATE OR REPLACE TRIGGER tally_maintain_truncate AFTER TRUNCATE ON %s '
         'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
         p_source, v_place.function_schema, v_place.function_prefix || '_truncate');
+    FOREACH v_table IN ARRAY v_partitions LOOP
+        EXECUTE format(
+            'CREATE OR REPLACE TRIGGER tally_partition_truncate BEFORE TRUNCATE ON %s '
+            'FOR EACH STATEMENT EXECUTE FUNCTION tally.refuse_partition_truncate(%L)',
+            v_table, p_source::oid);
+    END LOOP;
 
     IF NOT v_user_update_triggers THEN
         FOR v_rollup IN
@@ -118,12 +138,16 @@ BEGIN
                 -- count(*) of an unfiltered global rollup reads no column: no UPDATE changes it
                 CONTINUE;
             END IF;
-            EXECUTE format(
-                'CREATE OR REPLACE TRIGGER %I AFTER UPDATE OF %s ON %s FOR EACH STATEMENT '
-                'EXECUTE FUNCTION tally.note_relevant_update(%L)',
-                'tally_columns_' || v_rollup.rollup_name,
-                (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_rollup.source_columns) AS c),
-                p_source, v_rollup.rollup_name);
+            FOREACH v_table IN ARRAY p_source || v_partitions LOOP
+                -- on a partition the marker also names the source, whose setting it writes
+                EXECUTE format(
+                    'CREATE OR REPLACE TRIGGER %I AFTER UPDATE OF %s ON %s FOR EACH STATEMENT '
+                    'EXECUTE FUNCTION tally.note_relevant_update(%s)',
+                    'tally_columns_' || v_rollup.rollup_name,
+                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_rollup.source_columns) AS c),
+                    v_table, concat_ws(', ', quote_literal(v_rollup.rollup_name),
+                                       CASE WHEN v_table <> p_source THEN quote_literal(p_source::oid) END));
+            END LOOP;
         END LOOP;
     END IF;
 END;

@@ -710,7 +710,15 @@ $code$,
                       E'\n    ') || E'\n'
              ELSE '' END,
         array_to_string(
-            CASE WHEN v_skip_check THEN ARRAY[format(
+            -- the same function serves the partitions of a partitioned source, written
+            -- to directly; a table detached from it keeps the trigger until regenerated
+            CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = p_source) = 'p' THEN ARRAY[format(
+E'IF TG_RELID <> %1$s AND NOT %1$s IN (SELECT pg_partition_ancestors(TG_RELID)) THEN\n'
+'        RETURN NULL;  -- a table detached from %2$s: its rows are no longer the source''s\n'
+'    END IF;',
+                p_source::oid, v_source_text)]
+            ELSE '{}'::text[] END
+            || CASE WHEN v_skip_check THEN ARRAY[format(
 E'-- UPDATE OF triggers named the rollups whose columns this statement set\n'
 '    v_relevant_rollups := coalesce(nullif(current_setting(%1$L, true), ''''), '','');\n'
 '    PERFORM set_config(%1$L, '''', true);',

@@ -3,7 +3,8 @@
 -- Fires AFTER UPDATE OF <the columns a rollup reads>, once per statement, before the
 -- generated maintenance trigger (trigger names sort "tally_columns_*" before
 -- "tally_maintain_*"). It records the rollup named in TG_ARGV[0] in a transaction-local
--- setting; the maintenance trigger then skips every rollup whose columns the UPDATE's
+-- setting (named after the source: TG_ARGV[1] on a partition of it, else the table the
+-- trigger is on); the maintenance trigger then skips every rollup whose columns the UPDATE's
 -- SET list did not name once it has checked that nothing the rollup reads differs between
 -- the old and the new rows (several UPDATEs of the source in one query share one
 -- transition table, but only the last one's UPDATE OF triggers fire), and clears the
@@ -15,7 +16,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
-    v_setting text := 'pgtally.relevant_' || TG_RELID::oid;
+    -- TG_ARGV[1]: the source, when the trigger is on one of its partitions
+    v_setting text := 'pgtally.relevant_' || coalesce(TG_ARGV[1], TG_RELID::oid::text);
     v_current text := coalesce(nullif(current_setting(v_setting, true), ''), ',');
 BEGIN
     IF strpos(v_current, ',' || TG_ARGV[0] || ',') = 0 THEN

@@ -1,0 +1,148 @@
+"""Partitioned sources: statements that name a partition fire only that partition's
+statement triggers, so pgtally installs its triggers on every partition too. Writes through
+the parent, to a leaf or to a sub-partitioned partition all keep the stats exact; TRUNCATE
+of a partition alone (no transition table) is refused; a partition created later is
+reported by schema_drift() until the rollups are regenerated; a detached table's leftover
+triggers no longer touch the stats."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from tests.exactness import assert_exact, stats_rows
+
+EVENTS = """
+CREATE TABLE public.events (day date NOT NULL, kind text NOT NULL, cost numeric(12, 2) NOT NULL,
+                            note text) PARTITION BY RANGE (day);
+CREATE TABLE public.events_2025 PARTITION OF public.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE public.events_2026 PARTITION OF public.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')
+    PARTITION BY LIST (kind);
+CREATE TABLE public.events_2026_a PARTITION OF public.events_2026 FOR VALUES IN ('a');
+CREATE TABLE public.events_2026_other PARTITION OF public.events_2026 DEFAULT;
+INSERT INTO public.events SELECT date '2025-12-20' + g % 25, (ARRAY['a', 'b', 'c'])[1 + g % 3], g, NULL
+FROM generate_series(1, 300) AS g;
+SELECT tally.create_rollup('costs_by_kind_day', source => 'public.events', group_by => ARRAY['kind', 'day'],
+    measures => ARRAY['cost = sum(cost)', 'n = count(*)']);
+SELECT tally.create_rollup('costs_overall', source => 'public.events',
+    measures => ARRAY['cost = sum(cost)', 'n = count(*)', 'top = max(cost)']);
+SELECT tally.create_rollup('costs_of_a', source => 'public.events', group_by => ARRAY['day'],
+    measures => ARRAY['n = count(*)'], filter => $$kind = 'a'$$);
+"""
+
+
+def overall(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
+    return stats_rows(conn, "costs_overall", "cost", "n", "top")[0]
+
+
+def test_writes_that_name_a_partition_are_maintained(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(EVENTS)
+    assert_exact(conn)
+    writes = [
+        "INSERT INTO public.events_2025 (day, kind, cost) VALUES ('2025-06-01', 'a', 5)",  # a leaf
+        "INSERT INTO public.events_2026 (day, kind, cost) "  # a sub-partitioned partition
+        "SELECT date '2026-02-01' + g, (ARRAY['a', 'z'])[1 + g % 2], g FROM generate_series(1, 40) AS g",
+        "INSERT INTO public.events_2026_other (day, kind, cost) VALUES ('2026-03-03', 'q', 1000)",
+        "UPDATE public.events_2026_a SET cost = cost * 2 WHERE day < '2026-01-03'",
+        "UPDATE public.events_2025 SET kind = 'c', day = day - 1 WHERE kind = 'b'",
+        "UPDATE public.events_2026_other SET cost = 1 WHERE cost = 1000",  # lowers the max: recomputed
+        "UPDATE public.events SET day = day + 20 WHERE kind = 'a' AND day > '2025-12-25'",  # moves partitions
+        "UPDATE public.events_2025 SET note = 'seen'",  # a column no rollup reads
+        "DELETE FROM public.events_2026_a WHERE cost > 100",
+        "DELETE FROM public.events_2026 WHERE kind = 'z'",
+    ]
+    for write in writes:
+        conn.execute(write)
+        assert_exact(conn)
+    with conn.cursor().copy("COPY public.events_2026_a (day, kind, cost) FROM STDIN") as copy:
+        copy.write_row(("2026-05-05", "a", "7.25"))
+        copy.write_row(("2026-05-06", "a", "0.75"))
+    assert_exact(conn)
+    before = overall(conn)
+    try:
+        with conn.transaction():
+            conn.execute("DELETE FROM public.events_2025")
+            raise RuntimeError("roll back")
+    except RuntimeError:
+        pass
+    assert overall(conn) == before
+    assert_exact(conn)
+
+
+def test_truncate_of_one_partition_is_refused_and_of_the_whole_table_empties_the_stats(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute(EVENTS)
+    before = overall(conn)
+    for table in ("public.events_2025", "public.events_2026", "public.events_2026_a"):
+        with pytest.raises(
+            errors.FeatureNotSupported, match=r"cannot truncate \S+ alone: it is a partition of"
+        ):
+            conn.execute(f"TRUNCATE {table}")
+    assert overall(conn) == before
+    conn.execute("DELETE FROM public.events_2026_a")  # what the hint says
+    assert_exact(conn)
+    conn.execute("TRUNCATE public.events_2025, public.events")  # a partition named before its parent
+    assert stats_rows(conn, "costs_overall", "cost", "n") == []
+    conn.execute("INSERT INTO public.events_2025 (day, kind, cost) VALUES ('2025-02-02', 'a', 3)")
+    assert overall(conn) == (Decimal("3.00"), 1, Decimal("3.00"))
+    conn.execute("TRUNCATE public.events")
+    assert_exact(conn)
+
+
+def test_a_partition_made_later_is_reported_until_regenerated_and_a_detached_one_is_let_go(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute(EVENTS)
+    conn.execute(
+        "CREATE TABLE public.events_2027 PARTITION OF public.events FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')"
+    )
+    drift = conn.execute("SELECT object_name, problem FROM tally.schema_drift()").fetchall()
+    assert {name for name, _ in drift} == {
+        f"{trigger} on public.events_2027"
+        for trigger in (
+            "tally_maintain_insert",
+            "tally_maintain_update",
+            "tally_maintain_delete",
+            "tally_partition_truncate",
+        )
+    }
+    assert all("regenerate_all_rollups" in problem for _, problem in drift)
+    conn.execute("SELECT tally.regenerate_all_rollups()")
+    assert conn.execute("SELECT count(*) FROM tally.schema_drift()").fetchone() == (0,)
+    conn.execute(
+        "INSERT INTO public.events_2027 (day, kind, cost) VALUES ('2027-01-01', 'a', 4), ('2027-01-02', 'b', 6)"
+    )
+    conn.execute("UPDATE public.events_2027 SET cost = cost + 1")
+    assert_exact(conn)
+
+    conn.execute("DELETE FROM public.events_2027")  # empty, so detaching it changes no stats
+    conn.execute("ALTER TABLE public.events DETACH PARTITION public.events_2027")
+    before = overall(conn)
+    conn.execute("INSERT INTO public.events_2027 (day, kind, cost) VALUES ('2027-03-01', 'a', 9)")
+    conn.execute("UPDATE public.events_2027 SET cost = 10")
+    conn.execute("TRUNCATE public.events_2027")  # no longer a partition: allowed
+    assert overall(conn) == before
+    assert_exact(conn)
+
+
+def test_a_source_that_is_itself_a_partition_is_reported(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        """
+        CREATE TABLE public.readings (at date NOT NULL, v int NOT NULL) PARTITION BY RANGE (at);
+        CREATE TABLE public.readings_2025 PARTITION OF public.readings FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+        SELECT tally.create_rollup('readings_2025_total', source => 'public.readings_2025',
+            measures => ARRAY['v = sum(v)']);
+        """
+    )
+    assert conn.execute("SELECT object_type, object_name, problem FROM tally.schema_drift()").fetchall() == [
+        (
+            "source",
+            "public.readings_2025",
+            "is a partition of public.readings: writes through it do not reach the stats",
+        )
+    ]
