@@ -163,9 +163,12 @@ def test_uninstall_removes_everything_after_extension_install(empty_dsn: str, ex
 def test_uninstall_removes_everything_after_plain_install(
     conn: psycopg.Connection[Any],
 ) -> None:
+    event_trigger = "SELECT count(*) FROM pg_catalog.pg_event_trigger WHERE evtname = 'tally_partition_ddl'"
+    assert conn.execute(event_trigger).fetchone() == (1,)  # installed by a superuser
     removed = install.uninstall(conn)
     assert removed[-1] == "schema tally"
     assert not support.schema_exists(conn)
+    assert conn.execute(event_trigger).fetchone() == (0,)  # went with its function
     assert install.uninstall(conn) == []  # nothing left to remove
 
 

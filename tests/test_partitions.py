@@ -39,6 +39,14 @@ def overall(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
     return stats_rows(conn, "costs_overall", "cost", "n", "top")[0]
 
 
+def maintenance_triggers(conn: psycopg.Connection[Any], table: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT tgname FROM pg_catalog.pg_trigger WHERE tgrelid = %s::regclass AND tgname LIKE 'tally%%' ORDER BY 1",
+        (table,),
+    )
+    return [name for (name,) in rows.fetchall()]
+
+
 def test_writes_that_name_a_partition_are_maintained(conn: psycopg.Connection[Any]) -> None:
     conn.execute(EVENTS)
     assert_exact(conn)
@@ -94,10 +102,53 @@ def test_truncate_of_one_partition_is_refused_and_of_the_whole_table_empties_the
     assert_exact(conn)
 
 
-def test_a_partition_made_later_is_reported_until_regenerated_and_a_detached_one_is_let_go(
+def test_partitions_created_attached_and_detached_later_get_and_lose_the_triggers(
     conn: psycopg.Connection[Any],
 ) -> None:
     conn.execute(EVENTS)
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diagnostic: notices.append(str(diagnostic.message_primary)))
+    conn.execute(
+        "CREATE TABLE public.events_2027 PARTITION OF public.events FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')"
+    )
+    conn.execute(
+        "INSERT INTO public.events_2027 (day, kind, cost) VALUES ('2027-01-01', 'a', 4), ('2027-01-02', 'b', 6)"
+    )
+    conn.execute("UPDATE public.events_2027 SET cost = cost + 1")
+    assert_exact(conn)
+    assert notices == []
+
+    # attached with rows: the triggers come, and a warning says the rows are not counted
+    conn.execute("CREATE TABLE public.events_2028 (LIKE public.events)")
+    conn.execute("INSERT INTO public.events_2028 (day, kind, cost) VALUES ('2028-05-05', 'c', 8)")
+    conn.execute(
+        "ALTER TABLE public.events ATTACH PARTITION public.events_2028 FOR VALUES FROM ('2028-01-01') TO ('2029-01-01')"
+    )
+    assert notices == [
+        "pgtally: public.events_2028 joined public.events with rows that the rollups of public.events do not count"
+    ]
+    conn.execute("SELECT tally.reconcile(rollup_name, true) FROM tally.rollups")  # what the hint says
+    conn.execute("INSERT INTO public.events_2028 (day, kind, cost) VALUES ('2028-06-06', 'a', 2)")
+    assert_exact(conn)
+
+    # detached: its triggers go, writes to it no longer touch the stats
+    conn.execute("DELETE FROM public.events_2027")
+    conn.execute("ALTER TABLE public.events DETACH PARTITION public.events_2027")
+    assert len(notices) == 1
+    assert maintenance_triggers(conn, "public.events_2027") == []
+    before = overall(conn)
+    conn.execute("INSERT INTO public.events_2027 (day, kind, cost) VALUES ('2027-03-01', 'a', 9)")
+    conn.execute("TRUNCATE public.events_2027")  # no longer a partition: allowed
+    assert overall(conn) == before
+    assert_exact(conn)
+    assert conn.execute("SELECT count(*) FROM tally.schema_drift()").fetchone() == (0,)
+
+
+def test_without_the_event_trigger_drift_names_new_partitions_until_regenerated(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute(EVENTS)
+    conn.execute("ALTER EVENT TRIGGER tally_partition_ddl DISABLE")  # as in an install by a non-superuser
     conn.execute(
         "CREATE TABLE public.events_2027 PARTITION OF public.events FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')"
     )
@@ -114,20 +165,22 @@ def test_a_partition_made_later_is_reported_until_regenerated_and_a_detached_one
     assert all("regenerate_all_rollups" in problem for _, problem in drift)
     conn.execute("SELECT tally.regenerate_all_rollups()")
     assert conn.execute("SELECT count(*) FROM tally.schema_drift()").fetchone() == (0,)
-    conn.execute(
-        "INSERT INTO public.events_2027 (day, kind, cost) VALUES ('2027-01-01', 'a', 4), ('2027-01-02', 'b', 6)"
-    )
-    conn.execute("UPDATE public.events_2027 SET cost = cost + 1")
+    conn.execute("INSERT INTO public.events_2027 (day, kind, cost) VALUES ('2027-01-01', 'a', 4)")
     assert_exact(conn)
 
-    conn.execute("DELETE FROM public.events_2027")  # empty, so detaching it changes no stats
+    # a table detached meanwhile keeps its triggers, which ignore its writes, until the
+    # next regeneration drops them; dropping the last rollup drops them too
+    conn.execute("DELETE FROM public.events_2027")
     conn.execute("ALTER TABLE public.events DETACH PARTITION public.events_2027")
+    assert len(maintenance_triggers(conn, "public.events_2027")) == 7  # 3 maintain, 3 markers, truncate
     before = overall(conn)
     conn.execute("INSERT INTO public.events_2027 (day, kind, cost) VALUES ('2027-03-01', 'a', 9)")
     conn.execute("UPDATE public.events_2027 SET cost = 10")
-    conn.execute("TRUNCATE public.events_2027")  # no longer a partition: allowed
     assert overall(conn) == before
-    assert_exact(conn)
+    for rollup in ("costs_by_kind_day", "costs_overall", "costs_of_a"):
+        conn.execute("SELECT tally.drop_rollup(%s)", (rollup,))
+    assert maintenance_triggers(conn, "public.events_2027") == []
+    assert maintenance_triggers(conn, "public.events_2026_a") == []
 
 
 def test_a_source_that_is_itself_a_partition_is_reported(conn: psycopg.Connection[Any]) -> None:

@@ -22,46 +22,24 @@ SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
     v_place tally.rollup_sources%ROWTYPE;
-    v_trigger record;
     v_event text;
-    v_rollup record;
     v_owner name;
-    v_user_update_triggers boolean;
-    v_partitions regclass[];
+    v_partitions regclass[] := tally.source_partitions(p_source);
     v_table regclass;
+    v_markers_kept text[];
 BEGIN
-    v_partitions := ARRAY(
-        SELECT t.relid FROM pg_catalog.pg_partition_tree(p_source) AS t
-        JOIN pg_catalog.pg_class AS c ON c.oid = t.relid
-        WHERE t.relid <> p_source AND c.relkind IN ('r', 'p')
-        ORDER BY t.level, t.relid::text
-    );
-    -- Same test as the generator's: with a user BEFORE UPDATE row trigger, every UPDATE
-    -- is processed in full and no marker triggers are made.
-    v_user_update_triggers := EXISTS (
-        SELECT FROM pg_catalog.pg_trigger AS t
-        WHERE t.tgrelid = p_source AND NOT t.tgisinternal
-          AND t.tgtype & 1 = 1 AND t.tgtype & 2 = 2 AND t.tgtype & 16 = 16
-    );
-    -- Drop only the triggers no longer wanted (a dropped rollup's marker, or all of them
-    -- with the last rollup): DROP TRIGGER locks the source ACCESS EXCLUSIVE, which callers
-    -- that only change the code (set_mode, set_slots, a new rollup) must not need.
-    FOR v_trigger IN
-        SELECT t.tgname, t.tgrelid::regclass AS table_name FROM pg_catalog.pg_trigger AS t
-        WHERE t.tgrelid = ANY (p_source || v_partitions) AND NOT t.tgisinternal
-          AND (
-              ((t.tgname LIKE 'tally\_maintain\_%' OR t.tgname = 'tally_partition_truncate')
-               AND NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.source_table = p_source))
-              OR (t.tgname LIKE 'tally\_columns\_%' AND (v_user_update_triggers OR NOT EXISTS (
-                  SELECT FROM tally.rollups AS r
-                  WHERE r.source_table = p_source AND t.tgname = 'tally_columns_' || r.rollup_name
-                    AND cardinality(r.source_columns) > 0)))
-          )
-    LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', v_trigger.tgname, v_trigger.table_name);
+    -- Drop only the triggers no longer wanted: all of them on tables detached from the
+    -- source, or everywhere with the last rollup; else the markers of rollups that are
+    -- gone or read no column, or all markers once the source has a BEFORE UPDATE row
+    -- trigger of the user's. DROP TRIGGER locks ACCESS EXCLUSIVE, which callers that only
+    -- change the code (set_mode, set_slots, a new rollup) must not need.
+    FOREACH v_table IN ARRAY tally.detached_partitions(p_source) LOOP
+        PERFORM tally.drop_maintenance_triggers(v_table);
     END LOOP;
-
     IF NOT EXISTS (SELECT FROM tally.rollups WHERE source_table = p_source) THEN
+        FOREACH v_table IN ARRAY p_source || v_partitions LOOP
+            PERFORM tally.drop_maintenance_triggers(v_table);
+        END LOOP;
         SELECT * INTO v_place FROM tally.rollup_sources WHERE source_table = p_source;
         IF FOUND THEN
             FOREACH v_event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
@@ -72,6 +50,12 @@ BEGIN
         DELETE FROM tally.rollup_sources WHERE source_table = p_source;
         RETURN;
     END IF;
+    v_markers_kept := CASE WHEN tally.has_user_update_row_trigger(p_source) THEN '{}'::text[] ELSE ARRAY(
+        SELECT r.rollup_name FROM tally.rollups AS r
+        WHERE r.source_table = p_source AND cardinality(r.source_columns) > 0) END;
+    FOREACH v_table IN ARRAY p_source || v_partitions LOOP
+        PERFORM tally.drop_maintenance_triggers(v_table, v_markers_kept);
+    END LOOP;
     SELECT * INTO v_place FROM tally.rollup_sources WHERE source_table = p_source;
 
     SELECT c.relowner::regrole::name INTO v_owner FROM pg_catalog.pg_class AS c WHERE c.oid = p_source;
@@ -104,52 +88,8 @@ BEGIN
     END LOOP;
 
     FOREACH v_table IN ARRAY p_source || v_partitions LOOP
-        EXECUTE format(
-            'CREATE OR REPLACE TRIGGER tally_maintain_insert AFTER INSERT ON %s '
-            'REFERENCING NEW TABLE AS tally_new_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
-            v_table, v_place.function_schema, v_place.function_prefix || '_insert');
-        EXECUTE format(
-            'CREATE OR REPLACE TRIGGER tally_maintain_update AFTER UPDATE ON %s '
-            'REFERENCING OLD TABLE AS tally_old_rows NEW TABLE AS tally_new_rows '
-            'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
-            v_table, v_place.function_schema, v_place.function_prefix || '_update');
-        EXECUTE format(
-            'CREATE OR REPLACE TRIGGER tally_maintain_delete AFTER DELETE ON %s '
-            'REFERENCING OLD TABLE AS tally_old_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
-            v_table, v_place.function_schema, v_place.function_prefix || '_delete');
+        PERFORM tally.create_maintenance_triggers(p_source, v_table);
     END LOOP;
-    EXECUTE format(
-        'CREATE OR REPLACE TRIGGER tally_maintain_truncate AFTER TRUNCATE ON %s '
-        'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
-        p_source, v_place.function_schema, v_place.function_prefix || '_truncate');
-    FOREACH v_table IN ARRAY v_partitions LOOP
-        EXECUTE format(
-            'CREATE OR REPLACE TRIGGER tally_partition_truncate BEFORE TRUNCATE ON %s '
-            'FOR EACH STATEMENT EXECUTE FUNCTION tally.refuse_partition_truncate(%L)',
-            v_table, p_source::oid);
-    END LOOP;
-
-    IF NOT v_user_update_triggers THEN
-        FOR v_rollup IN
-            SELECT r.rollup_name, r.source_columns FROM tally.rollups AS r
-            WHERE r.source_table = p_source ORDER BY r.rollup_name
-        LOOP
-            IF cardinality(v_rollup.source_columns) = 0 THEN
-                -- count(*) of an unfiltered global rollup reads no column: no UPDATE changes it
-                CONTINUE;
-            END IF;
-            FOREACH v_table IN ARRAY p_source || v_partitions LOOP
-                -- on a partition the marker also names the source, whose setting it writes
-                EXECUTE format(
-                    'CREATE OR REPLACE TRIGGER %I AFTER UPDATE OF %s ON %s FOR EACH STATEMENT '
-                    'EXECUTE FUNCTION tally.note_relevant_update(%s)',
-                    'tally_columns_' || v_rollup.rollup_name,
-                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_rollup.source_columns) AS c),
-                    v_table, concat_ws(', ', quote_literal(v_rollup.rollup_name),
-                                       CASE WHEN v_table <> p_source THEN quote_literal(p_source::oid) END));
-            END LOOP;
-        END LOOP;
-    END IF;
 END;
 $function$;
 

@@ -143,13 +143,7 @@ $code$,
 
     -- A user BEFORE UPDATE row trigger may change rollup columns that the UPDATE's SET list
     -- does not name; then "UPDATE OF" cannot tell us which rollups an UPDATE touched.
-    v_skip_check := p_event = 'update' AND NOT EXISTS (
-        SELECT FROM pg_catalog.pg_trigger AS t
-        WHERE t.tgrelid = p_source AND NOT t.tgisinternal
-          AND t.tgtype & 1 = 1        -- row level
-          AND t.tgtype & 2 = 2        -- before
-          AND t.tgtype & 16 = 16      -- update
-    );
+    v_skip_check := p_event = 'update' AND NOT tally.has_user_update_row_trigger(p_source);
 
     -- Pass 1: number the distinct key expressions, row expressions and grouping sets.
     FOR v_rollup IN
@@ -711,7 +705,7 @@ $code$,
              ELSE '' END,
         array_to_string(
             -- the same function serves the partitions of a partitioned source, written
-            -- to directly; a table detached from it keeps the trigger until regenerated
+            -- to directly; a detached table may keep the trigger a while (no event trigger)
             CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid = p_source) = 'p' THEN ARRAY[format(
 E'IF TG_RELID <> %1$s AND NOT %1$s IN (SELECT pg_partition_ancestors(TG_RELID)) THEN\n'
 '        RETURN NULL;  -- a table detached from %2$s: its rows are no longer the source''s\n'

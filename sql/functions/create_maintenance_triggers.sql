@@ -1,0 +1,70 @@
+-- tally.create_maintenance_triggers(p_source regclass, p_table regclass) RETURNS void
+--
+-- Creates (or replaces) the triggers that keep the rollups of p_source exact on p_table,
+-- the source itself or one of its partitions: one statement-level AFTER trigger per event
+-- calling the source's generated functions (INSERT, UPDATE and DELETE with transition
+-- tables; TRUNCATE on the source), per rollup an "UPDATE OF its columns" marker
+-- (tally.note_relevant_update; on a partition it also names the source, whose setting it
+-- writes), and on a partition a BEFORE TRUNCATE trigger that refuses to empty it alone
+-- (tally.refuse_partition_truncate). No markers while the source has a BEFORE UPDATE row
+-- trigger of the user's: the generated code then compares every UPDATE in full. Locks
+-- p_table SHARE ROW EXCLUSIVE.
+-- Security: invoker. Since: 0.1.0
+CREATE OR REPLACE FUNCTION tally.create_maintenance_triggers(p_source regclass, p_table regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    v_place tally.rollup_sources%ROWTYPE;
+    v_rollup record;
+BEGIN
+    SELECT * INTO STRICT v_place FROM tally.rollup_sources WHERE source_table = p_source;
+    EXECUTE format(
+        'CREATE OR REPLACE TRIGGER tally_maintain_insert AFTER INSERT ON %s '
+        'REFERENCING NEW TABLE AS tally_new_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+        p_table, v_place.function_schema, v_place.function_prefix || '_insert');
+    EXECUTE format(
+        'CREATE OR REPLACE TRIGGER tally_maintain_update AFTER UPDATE ON %s '
+        'REFERENCING OLD TABLE AS tally_old_rows NEW TABLE AS tally_new_rows '
+        'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+        p_table, v_place.function_schema, v_place.function_prefix || '_update');
+    EXECUTE format(
+        'CREATE OR REPLACE TRIGGER tally_maintain_delete AFTER DELETE ON %s '
+        'REFERENCING OLD TABLE AS tally_old_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+        p_table, v_place.function_schema, v_place.function_prefix || '_delete');
+    IF p_table = p_source THEN
+        EXECUTE format(
+            'CREATE OR REPLACE TRIGGER tally_maintain_truncate AFTER TRUNCATE ON %s '
+            'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+            p_table, v_place.function_schema, v_place.function_prefix || '_truncate');
+    ELSE
+        EXECUTE format(
+            'CREATE OR REPLACE TRIGGER tally_partition_truncate BEFORE TRUNCATE ON %s '
+            'FOR EACH STATEMENT EXECUTE FUNCTION tally.refuse_partition_truncate(%L)',
+            p_table, p_source::oid);
+    END IF;
+
+    IF tally.has_user_update_row_trigger(p_source) THEN
+        RETURN;
+    END IF;
+    FOR v_rollup IN
+        SELECT r.rollup_name, r.source_columns FROM tally.rollups AS r
+        WHERE r.source_table = p_source
+          -- count(*) of an unfiltered global rollup reads no column: no UPDATE changes it
+          AND cardinality(r.source_columns) > 0
+        ORDER BY r.rollup_name
+    LOOP
+        EXECUTE format(
+            'CREATE OR REPLACE TRIGGER %I AFTER UPDATE OF %s ON %s FOR EACH STATEMENT '
+            'EXECUTE FUNCTION tally.note_relevant_update(%s)',
+            'tally_columns_' || v_rollup.rollup_name,
+            (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_rollup.source_columns) AS c),
+            p_table, concat_ws(', ', quote_literal(v_rollup.rollup_name),
+                               CASE WHEN p_table <> p_source THEN quote_literal(p_source::oid) END));
+    END LOOP;
+END;
+$function$;
+
+COMMENT ON FUNCTION tally.create_maintenance_triggers(regclass, regclass) IS
+'Creates the triggers keeping a source''s rollups exact on the source or one of its partitions';

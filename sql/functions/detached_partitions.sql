@@ -1,0 +1,25 @@
+-- tally.detached_partitions(p_source regclass) RETURNS regclass[]
+--
+-- Tables that still carry a rollup source's maintenance triggers but are no longer the
+-- source or one of its partitions: partitions detached since their triggers were made.
+-- The generated code ignores writes to them; tally.install_maintenance and the partition
+-- DDL event trigger drop their triggers (the generated functions could not be dropped
+-- while a trigger uses them).
+-- Security: invoker. Since: 0.1.0
+CREATE OR REPLACE FUNCTION tally.detached_partitions(p_source regclass)
+RETURNS regclass[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $function$
+    SELECT coalesce(array_agg(DISTINCT t.tgrelid::regclass), '{}')
+    FROM tally.rollup_sources AS s
+    JOIN pg_catalog.pg_trigger AS t
+        ON t.tgfoid = to_regprocedure(format('%I.%I()', s.function_schema, s.function_prefix || '_insert'))
+    WHERE s.source_table = p_source
+      AND t.tgrelid <> p_source
+      AND NOT t.tgrelid = ANY (tally.source_partitions(p_source));
+$function$;
+
+COMMENT ON FUNCTION tally.detached_partitions(regclass) IS
+'Tables detached from a partitioned rollup source that still carry its maintenance triggers';
