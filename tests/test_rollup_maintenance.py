@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -153,6 +154,56 @@ def test_update_of_unrelated_column_writes_no_stats_row(ledger: psycopg.Connecti
     )
     ledger.execute("UPDATE public.ledger SET amount = amount + 1 WHERE account = 1")
     assert_exact(ledger)
+
+
+def test_a_statement_changing_every_group_updates_the_stats_rows_in_place(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """Stats tables leave half of each page free (fillfactor 50), so a bulk statement's new
+    row versions fit beside the old ones: HOT updates, no new primary key entries."""
+    conn.execute(
+        """
+        CREATE TABLE public.moves (id bigserial PRIMARY KEY, account int NOT NULL, amount numeric(12, 2) NOT NULL);
+        INSERT INTO public.moves (account, amount) SELECT g % 2000, g FROM generate_series(1, 20000) AS g;
+        SELECT tally.create_rollup('moves_by_account', source => 'public.moves', group_by => ARRAY['account'],
+            measures => ARRAY['total = sum(amount)', 'n = count(*)']);
+        """
+    )
+    options = conn.execute(
+        "SELECT reloptions FROM pg_catalog.pg_class WHERE oid = 'public.moves_by_account'::regclass"
+    )
+    assert options.fetchone() == (["fillfactor=50"],)
+    with conn.transaction():
+        conn.execute("UPDATE public.moves SET amount = amount + 1")
+        counts = conn.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_catalog.pg_stat_xact_user_tables "
+            "WHERE relid = 'public.moves_by_account'::regclass"
+        ).fetchone()
+    assert counts == (2000, 2000)
+    assert_exact(conn)
+
+
+def test_the_migration_gives_existing_stats_tables_half_full_pages(ledger: psycopg.Connection[Any]) -> None:
+    migration = Path(__file__).resolve().parents[1] / "sql/migrations/V0012__stats_tables_half_full_pages.sql"
+    ledger.execute("ALTER TABLE public.by_account RESET (fillfactor)")  # as made before V0012
+    ledger.execute("ALTER TABLE public.overall SET (fillfactor = 80)")  # a choice of the user's
+    ledger.execute(
+        "SELECT tally.create_rollup('by_flag', source => 'public.ledger', group_by => ARRAY['flag'], "
+        "measures => ARRAY['total = sum(amount)'])"
+    )
+    ledger.execute("SELECT tally.set_slots('by_flag', 4)")
+    ledger.execute("ALTER TABLE public.by_flag_slots RESET (fillfactor)")
+    ledger.execute(migration.read_text())  # type: ignore[arg-type]
+    options = ledger.execute(
+        "SELECT c.relname, c.reloptions FROM pg_catalog.pg_class AS c "
+        "WHERE c.relname IN ('by_account', 'overall', 'by_flag', 'by_flag_slots') ORDER BY 1"
+    ).fetchall()
+    assert options == [
+        ("by_account", ["fillfactor=50"]),
+        ("by_flag", None),  # the view over the slots
+        ("by_flag_slots", ["fillfactor=50"]),
+        ("overall", ["fillfactor=80"]),
+    ]
 
 
 def test_null_group_key_is_one_group_like_group_by(ledger: psycopg.Connection[Any]) -> None:

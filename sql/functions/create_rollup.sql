@@ -7,7 +7,7 @@
 --   * every expression is checked by PostgreSQL against the source (unknown column, bad
 --     type, not immutable, aggregate where none belongs...) and an error names the part;
 --   * the stats table is created (default: the source's schema, named after the rollup),
---     with a primary key on the group keys and exact types;
+--     with a primary key on the group keys, exact types and fillfactor 50;
 --   * the statement-level triggers of the source are regenerated for all its rollups;
 --   * the stats are filled from the rows already there. The source is locked against
 --     writers (SHARE ROW EXCLUSIVE; readers go on) from the start to the commit, so no
@@ -311,7 +311,10 @@ BEGIN
     END IF;
 
     ---------------------------------------------------------------- create
-    EXECUTE format('CREATE TABLE %I.%I ()', v_stats_schema, v_stats_name);
+    -- Half-empty pages: a statement that changes every group of a page writes each row's
+    -- new version beside the old one (a HOT update, no index entry), where a full page
+    -- sends it elsewhere and adds an index entry; the old versions are pruned later.
+    EXECUTE format('CREATE TABLE %I.%I () WITH (fillfactor = 50)', v_stats_schema, v_stats_name);
     v_stats := format('%I.%I', v_stats_schema, v_stats_name)::regclass;
 
     INSERT INTO tally.rollups (rollup_name, source_table, stats_table, row_filter, owner_role, definition,
