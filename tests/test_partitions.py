@@ -7,6 +7,7 @@ triggers no longer touch the stats."""
 
 from __future__ import annotations
 
+import subprocess
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
+from tests import support
 from tests.exactness import assert_exact, stats_rows
 
 EVENTS = """
@@ -92,6 +94,16 @@ def test_truncate_of_one_partition_is_refused_and_of_the_whole_table_empties_the
         ):
             conn.execute(f"TRUNCATE {table}")
     assert overall(conn) == before
+    # holding the source ACCESS EXCLUSIVE for another reason (a new partition, a lock, an
+    # ALTER) does not make a lone partition's TRUNCATE pass
+    for first in (
+        "CREATE TABLE public.events_2031 PARTITION OF public.events FOR VALUES FROM ('2031-01-01') TO ('2032-01-01')",
+        "LOCK TABLE public.events IN ACCESS EXCLUSIVE MODE",
+        "ALTER TABLE public.events ADD COLUMN extra int",
+    ):
+        with pytest.raises(errors.FeatureNotSupported), conn.transaction():
+            conn.execute(first)
+            conn.execute("TRUNCATE public.events_2025")
     conn.execute("DELETE FROM public.events_2026_a")  # what the hint says
     assert_exact(conn)
     conn.execute("TRUNCATE public.events_2025, public.events")  # a partition named before its parent
@@ -159,12 +171,16 @@ def test_without_the_event_trigger_drift_names_new_partitions_until_regenerated(
             "tally_maintain_insert",
             "tally_maintain_update",
             "tally_maintain_delete",
-            "tally_partition_truncate",
+            "tally_maintain_truncate",
         )
-    }
-    assert all("regenerate_all_rollups" in problem for _, problem in drift)
+    } | {"tally_partition_ddl"}
+    assert all(
+        "regenerate_all_rollups" in problem for name, problem in drift if name != "tally_partition_ddl"
+    )
     conn.execute("SELECT tally.regenerate_all_rollups()")
-    assert conn.execute("SELECT count(*) FROM tally.schema_drift()").fetchone() == (0,)
+    assert conn.execute("SELECT object_name FROM tally.schema_drift()").fetchall() == [
+        ("tally_partition_ddl",)
+    ]
     conn.execute("INSERT INTO public.events_2027 (day, kind, cost) VALUES ('2027-01-01', 'a', 4)")
     assert_exact(conn)
 
@@ -199,3 +215,130 @@ def test_a_source_that_is_itself_a_partition_is_reported(conn: psycopg.Connectio
             "is a partition of public.readings: writes through it do not reach the stats",
         )
     ]
+
+
+def test_only_one_table_of_a_partition_tree_can_have_rollups(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(EVENTS)
+    for source in ("public.events_2026", "public.events_2026_a"):
+        with pytest.raises(errors.FeatureNotSupported, match="are in one partition tree"):
+            conn.execute(
+                "SELECT tally.create_rollup('nested', source => %s, measures => ARRAY['n = count(*)'])",
+                (source,),
+            )
+    assert conn.execute("SELECT to_regclass('public.nested')").fetchone() == (None,)
+
+    # attaching a table that has rollups of its own keeps its own triggers, and says so
+    conn.execute("CREATE TABLE public.events_2029 (LIKE public.events)")
+    conn.execute(
+        "SELECT tally.create_rollup('only_2029', source => 'public.events_2029', measures => ARRAY['n = count(*)'])"
+    )
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diagnostic: notices.append(str(diagnostic.message_primary)))
+    conn.execute(
+        "ALTER TABLE public.events ATTACH PARTITION public.events_2029 FOR VALUES FROM ('2029-01-01') TO ('2030-01-01')"
+    )
+    assert notices == [
+        "pgtally: partition public.events_2029 of public.events has rollups of its own: "
+        "writes that name it keep only those exact"
+    ]
+    conn.execute("INSERT INTO public.events_2029 (day, kind, cost) VALUES ('2029-01-01', 'a', 1)")
+    assert_exact(conn, "only_2029")
+    problems = conn.execute("SELECT object_name, problem FROM tally.schema_drift()").fetchall()
+    assert (
+        "tally_maintain_insert on public.events_2029",
+        f"calls public.tally_events_2029_{oid(conn, 'public.events_2029')}_insert, not this "
+        f"source's public.tally_events_{oid(conn, 'public.events')}_insert",
+    ) in problems
+
+
+def oid(conn: psycopg.Connection[Any], table: str) -> int:
+    row = conn.execute("SELECT %s::regclass::oid", (table,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_the_event_trigger_never_fails_ddl_and_partitions_of_others_are_skipped(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute(EVENTS)
+    conn.execute("CREATE ROLE pgtally_t_outsider")
+    conn.execute("CREATE ROLE pgtally_t_partman")
+    try:
+        conn.execute("GRANT CREATE ON SCHEMA public TO pgtally_t_outsider")
+        with conn.transaction():
+            conn.execute("SET LOCAL ROLE pgtally_t_outsider")  # no usage on schema tally
+            conn.execute("CREATE TABLE public.unrelated (x int)")
+            conn.execute("ALTER TABLE public.unrelated ADD COLUMN y int")
+            conn.execute("CREATE TEMP TABLE scratch (x int)")
+            conn.execute("DROP TABLE public.unrelated")
+
+        # a partition owned by another role: the source's owner still manages its rollups
+        conn.execute("SELECT tally.drop_rollup(rollup_name) FROM tally.rollups")
+        conn.execute("ALTER TABLE public.events_2026_a OWNER TO pgtally_t_partman")
+        conn.execute("CREATE ROLE pgtally_t_owner")
+        conn.execute("GRANT pgtally_t_owner TO CURRENT_USER")
+        conn.execute("ALTER TABLE public.events OWNER TO pgtally_t_owner")
+        conn.execute("ALTER TABLE public.events_2025 OWNER TO pgtally_t_owner")
+        conn.execute("ALTER TABLE public.events_2026 OWNER TO pgtally_t_owner")
+        conn.execute("ALTER TABLE public.events_2026_other OWNER TO pgtally_t_owner")
+        conn.execute("SELECT tally.grant_usage('pgtally_t_owner')")
+        conn.execute("GRANT CREATE ON SCHEMA public TO pgtally_t_owner")
+        notices: list[str] = []
+        conn.add_notice_handler(lambda diagnostic: notices.append(str(diagnostic.message_primary)))
+        with conn.transaction():
+            conn.execute("SET LOCAL ROLE pgtally_t_owner")
+            conn.execute(
+                "SELECT tally.create_rollup('costs_of_b', source => 'public.events', group_by => ARRAY['day'], "
+                "measures => ARRAY['n = count(*)'], filter => $$kind = 'b'$$)"
+            )
+        assert (
+            "pgtally: no TRIGGER privilege on partition public.events_2026_a of public.events" in notices[0]
+        )
+        drift = conn.execute("SELECT object_name FROM tally.schema_drift()").fetchall()
+        assert ("tally_maintain_insert on public.events_2026_a",) in drift
+        conn.execute("INSERT INTO public.events (day, kind, cost) VALUES ('2025-03-03', 'b', 2)")
+        conn.execute("INSERT INTO public.events_2025 (day, kind, cost) VALUES ('2025-03-04', 'b', 2)")
+        assert_exact(conn)
+    finally:
+        conn.execute("DROP OWNED BY pgtally_t_outsider, pgtally_t_partman")
+        conn.execute("REASSIGN OWNED BY pgtally_t_owner TO CURRENT_USER")
+        conn.execute("DROP OWNED BY pgtally_t_owner")
+        conn.execute("DROP ROLE IF EXISTS pgtally_t_outsider, pgtally_t_partman, pgtally_t_owner")
+
+
+def test_generated_code_names_the_source_so_a_restored_dump_stays_exact(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """The guard that lets detached tables go names the source: an oid would differ in a
+    database restored from a dump, and every write would be taken for a detached table's.
+    (The oid in the UPDATE marker's setting name is only a hint; a mismatch costs a comparison.)"""
+    conn.execute(EVENTS)
+    code = conn.execute("SELECT tally.maintenance_code('costs_overall')").fetchone()
+    assert code is not None
+    assert code[0].count("IF TG_RELID <> 'public.events'::regclass AND NOT 'public.events'::regclass IN") == 4
+    assert f"TG_RELID <> {oid(conn, 'public.events')}" not in code[0]
+
+
+def test_a_restored_dump_keeps_maintaining_a_partitioned_source(
+    conn: psycopg.Connection[Any], db_dsn: str, empty_dsn: str
+) -> None:
+    conn.execute(EVENTS)
+    dump = subprocess.run(
+        [support.pg_bin("pg_dump"), "-d", db_dsn], capture_output=True, text=True, check=True
+    )
+    restore = subprocess.run(
+        [support.pg_bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", empty_dsn],
+        input=dump.stdout,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert restore.returncode == 0, restore.stderr
+    with psycopg.connect(empty_dsn, autocommit=True) as restored:
+        assert oid(restored, "public.events") != oid(conn, "public.events")
+        restored.execute("INSERT INTO public.events (day, kind, cost) VALUES ('2025-04-04', 'a', 5)")
+        restored.execute("INSERT INTO public.events_2026_a (day, kind, cost) VALUES ('2026-04-04', 'a', 6)")
+        restored.execute("UPDATE public.events_2025 SET cost = cost + 1 WHERE kind = 'b'")
+        with pytest.raises(errors.FeatureNotSupported):
+            restored.execute("TRUNCATE public.events_2026_a")
+        assert_exact(restored)

@@ -3,12 +3,12 @@
 -- Creates (or replaces) the triggers that keep the rollups of p_source exact on p_table,
 -- the source itself or one of its partitions: one statement-level AFTER trigger per event
 -- calling the source's generated functions (INSERT, UPDATE and DELETE with transition
--- tables; TRUNCATE on the source), per rollup an "UPDATE OF its columns" marker
--- (tally.note_relevant_update; on a partition it also names the source, whose setting it
--- writes), and on a partition a BEFORE TRUNCATE trigger that refuses to empty it alone
--- (tally.refuse_partition_truncate). No markers while the source has a BEFORE UPDATE row
+-- tables; TRUNCATE, which on a partition refuses to empty it alone), and per rollup an
+-- "UPDATE OF its columns" marker (tally.note_relevant_update; on a partition it also
+-- names the source, whose setting it writes). No markers while the source has a BEFORE UPDATE row
 -- trigger of the user's: the generated code then compares every UPDATE in full. Locks
--- p_table SHARE ROW EXCLUSIVE.
+-- p_table SHARE ROW EXCLUSIVE. A partition that has rollups of its own, or on which the
+-- caller may not create triggers, is skipped with a WARNING.
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.create_maintenance_triggers(p_source regclass, p_table regclass)
 RETURNS void
@@ -20,6 +20,21 @@ DECLARE
     v_rollup record;
 BEGIN
     SELECT * INTO STRICT v_place FROM tally.rollup_sources WHERE source_table = p_source;
+    IF p_table <> p_source THEN
+        -- A partition whose triggers cannot be made is left without them, and named by
+        -- tally.schema_drift(), rather than keep the source's owner from managing its rollups.
+        IF EXISTS (SELECT FROM tally.rollup_sources AS s WHERE s.source_table = p_table) THEN
+            RAISE WARNING 'pgtally: partition % of % has rollups of its own: writes that name it keep only those exact',
+                p_table, p_source
+                USING HINT = 'Declare rollups on one table of a partition tree only.';
+            RETURN;
+        ELSIF NOT has_table_privilege(p_table, 'TRIGGER') THEN
+            RAISE WARNING 'pgtally: no TRIGGER privilege on partition % of %: writes that name it are not maintained',
+                p_table, p_source
+                USING HINT = 'Its owner can run SELECT tally.regenerate_all_rollups(), or grant TRIGGER on it.';
+            RETURN;
+        END IF;
+    END IF;
     EXECUTE format(
         'CREATE OR REPLACE TRIGGER tally_maintain_insert AFTER INSERT ON %s '
         'REFERENCING NEW TABLE AS tally_new_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
@@ -33,17 +48,10 @@ BEGIN
         'CREATE OR REPLACE TRIGGER tally_maintain_delete AFTER DELETE ON %s '
         'REFERENCING OLD TABLE AS tally_old_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
         p_table, v_place.function_schema, v_place.function_prefix || '_delete');
-    IF p_table = p_source THEN
-        EXECUTE format(
-            'CREATE OR REPLACE TRIGGER tally_maintain_truncate AFTER TRUNCATE ON %s '
-            'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
-            p_table, v_place.function_schema, v_place.function_prefix || '_truncate');
-    ELSE
-        EXECUTE format(
-            'CREATE OR REPLACE TRIGGER tally_partition_truncate BEFORE TRUNCATE ON %s '
-            'FOR EACH STATEMENT EXECUTE FUNCTION tally.refuse_partition_truncate(%L)',
-            p_table, p_source::oid);
-    END IF;
+    EXECUTE format(
+        'CREATE OR REPLACE TRIGGER tally_maintain_truncate AFTER TRUNCATE ON %s '
+        'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+        p_table, v_place.function_schema, v_place.function_prefix || '_truncate');
 
     IF tally.has_user_update_row_trigger(p_source) THEN
         RETURN;

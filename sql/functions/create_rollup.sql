@@ -38,6 +38,7 @@ DECLARE
     v_source regclass := create_rollup.source;
     v_filter text := nullif(btrim(create_rollup.filter), '');
     v_source_class record;
+    v_nested regclass;  -- a rollup source above or below v_source in its partition tree
     v_keys jsonb := '[]';
     v_measures jsonb := '[]';
     v_key record;
@@ -71,9 +72,11 @@ BEGIN
         RAISE EXCEPTION 'rollup "%": source table is required', v_name
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT c.relkind, c.relowner, c.relnamespace::regnamespace::name AS schema_name
+    SELECT c.relkind, c.relowner, n.nspname AS schema_name  -- unquoted: format('%I') quotes it
     INTO v_source_class
-    FROM pg_catalog.pg_class AS c WHERE c.oid = v_source;
+    FROM pg_catalog.pg_class AS c
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE c.oid = v_source;
     IF v_source_class.relkind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION 'rollup "%": source % is not a table', v_name, v_source
             USING ERRCODE = 'wrong_object_type',
@@ -82,6 +85,19 @@ BEGIN
     IF NOT pg_catalog.pg_has_role(current_user, v_source_class.relowner, 'USAGE') THEN
         RAISE EXCEPTION 'rollup "%": must be owner of table % to define a rollup on it', v_name, v_source
             USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- One set of maintenance triggers per table: a partition's would serve both sources.
+    SELECT s.source_table INTO v_nested
+    FROM tally.rollup_sources AS s
+    WHERE s.source_table <> v_source
+      AND (s.source_table IN (SELECT pg_catalog.pg_partition_ancestors(v_source))
+           OR v_source IN (SELECT pg_catalog.pg_partition_ancestors(s.source_table)))
+    LIMIT 1;
+    IF v_nested IS NOT NULL THEN
+        RAISE EXCEPTION 'rollup "%": % and % are in one partition tree, and only one table of a tree can have rollups',
+            v_name, v_source, v_nested
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Declare it on the table that has rollups, with a filter on the partition key for a part of the tree.';
     END IF;
     IF coalesce(cardinality(create_rollup.measures), 0) = 0 THEN
         RAISE EXCEPTION 'rollup "%" has no measures', v_name

@@ -18,7 +18,6 @@ BEGIN
         WHERE t.tgrelid = p_table AND NOT t.tgisinternal
           AND CASE WHEN p_markers_kept IS NULL
                    THEN t.tgname LIKE 'tally\_maintain\_%' OR t.tgname LIKE 'tally\_columns\_%'
-                        OR t.tgname = 'tally_partition_truncate'
                    ELSE t.tgname LIKE 'tally\_columns\_%'
                         AND NOT t.tgname = ANY (ARRAY(SELECT 'tally_columns_' || r FROM unnest(p_markers_kept) AS r))
               END

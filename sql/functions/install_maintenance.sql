@@ -3,17 +3,18 @@
 -- (Re)generates and installs the maintenance triggers of one source table from the
 -- catalogue: replaces the generated functions and creates or replaces one statement-level
 -- AFTER trigger per event (INSERT, UPDATE, DELETE with transition tables; TRUNCATE) and,
--- per rollup, an "UPDATE OF its columns" marker trigger. Every partition of a partitioned
--- source (at any level) gets the INSERT, UPDATE and DELETE triggers and markers too, as
--- statements that name a partition fire only its own statement triggers, and a BEFORE
--- TRUNCATE trigger that refuses to empty it alone (tally.refuse_partition_truncate).
--- Foreign partitions cannot have transition tables and get none. Only triggers no longer wanted
--- are dropped (that needs ACCESS EXCLUSIVE on the source; everything else works under the
+-- per rollup, an "UPDATE OF its columns" marker trigger (tally.create_maintenance_triggers).
+-- Every partition of a partitioned source, at any level, gets them too, as a statement
+-- that names a partition fires only that partition's statement triggers (on a partition
+-- the TRUNCATE trigger refuses to empty it alone); tables detached since lose theirs.
+-- Foreign partitions cannot have transition tables and get none. Only triggers no longer
+-- wanted are dropped (that needs ACCESS EXCLUSIVE; everything else works under the
 -- caller's SHARE ROW EXCLUSIVE, so no lock upgrade can deadlock with a transaction that
--- read the source). With no rollups left on the source, it only removes. Generated functions are owned by the
--- source table's owner and run as that owner (SECURITY DEFINER), so the source's writers
--- need no privilege on the stats tables; EXECUTE is revoked from PUBLIC.
--- The caller must hold a lock on the source that blocks writers (create/drop do).
+-- read the source). With no rollups left on the source, it only removes. Generated
+-- functions are owned by the source table's owner and run as that owner (SECURITY
+-- DEFINER), so the source's writers need no privilege on the stats tables; EXECUTE is
+-- revoked from PUBLIC. The caller must hold a lock on the source that blocks writers
+-- (create/drop do).
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.install_maintenance(p_source regclass)
 RETURNS void

@@ -10,6 +10,7 @@
 --     other, which only reconciliation can see), on the source or on one of its
 --     partitions (one created or attached after the rollups has none until regenerated);
 --   * a source that is itself a partition: writes through its parent fire none of its triggers;
+--   * the event trigger tally_partition_ddl missing or disabled while a source is partitioned;
 --   * a stats table missing, or a stats column missing or of another type.
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.schema_drift()
@@ -55,30 +56,45 @@ BEGIN
             END IF;
 
             -- the source and each of its partitions (statements naming a partition fire
-            -- only its triggers; a partition refuses TRUNCATE instead of maintaining it)
+            -- only its triggers)
             RETURN QUERY
             SELECT 'trigger', format('%s on %s', expected.name, expected.table_name),
                    CASE WHEN t.oid IS NULL AND expected.table_name <> v_source.source_table
-                        THEN 'missing on this partition (created or attached later?): '
-                             'run SELECT tally.regenerate_all_rollups()'
+                        THEN 'missing on this partition: writes that name it do not reach the stats; '
+                             'its owner can run SELECT tally.regenerate_all_rollups()'
                         WHEN t.oid IS NULL THEN 'missing'
+                        WHEN t.tgfoid IS DISTINCT FROM f.function_oid
+                        THEN format('calls %s, not this source''s %s', t.tgfoid::regproc, f.function_oid::regproc)
                         ELSE 'disabled: writes to the source no longer reach its stats' END
             FROM (
                 SELECT v_source.source_table AS table_name, 'tally_maintain_' || v_event AS name
                 UNION ALL
-                SELECT pt.relid,
-                       CASE WHEN v_event = 'truncate' THEN 'tally_partition_truncate'
-                            ELSE 'tally_maintain_' || v_event END
+                SELECT pt.relid, 'tally_maintain_' || v_event
                 FROM pg_catalog.pg_partition_tree(v_source.source_table) AS pt
                 JOIN pg_catalog.pg_class AS c ON c.oid = pt.relid
                 WHERE pt.relid <> v_source.source_table AND c.relkind IN ('r', 'p')
             ) AS expected
+            CROSS JOIN LATERAL (SELECT to_regprocedure(format('%I.%I()', v_source.function_schema,
+                                                              v_source.function_prefix || '_' || v_event))
+                               ) AS f (function_oid)
             LEFT JOIN pg_catalog.pg_trigger AS t
                 ON t.tgrelid = expected.table_name AND t.tgname = expected.name
-            WHERE t.oid IS NULL OR t.tgenabled = 'D'
+            WHERE t.oid IS NULL OR t.tgenabled = 'D' OR t.tgfoid IS DISTINCT FROM f.function_oid
             ORDER BY expected.table_name::text;
         END LOOP;
     END LOOP;
+
+    -- without the event trigger, partitions made later get no triggers until regenerated
+    RETURN QUERY
+    SELECT 'event trigger', 'tally_partition_ddl',
+           CASE WHEN e.oid IS NULL THEN 'missing: partitions created or attached later get no triggers; '
+                                        'a superuser can run SELECT tally.create_partition_event_trigger()'
+                ELSE 'disabled: partitions created or attached later get no triggers' END
+    FROM (SELECT 1) AS one
+    LEFT JOIN pg_catalog.pg_event_trigger AS e ON e.evtname = 'tally_partition_ddl'
+    WHERE (e.oid IS NULL OR e.evtenabled = 'D')
+      AND EXISTS (SELECT FROM tally.rollup_sources AS s JOIN pg_catalog.pg_class AS c ON c.oid = s.source_table
+                  WHERE c.relkind = 'p');
 
     -- statements that name a table above the source fire only that table's triggers
     RETURN QUERY

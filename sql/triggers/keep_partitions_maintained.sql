@@ -5,8 +5,10 @@
 -- triggers at once (tally.create_maintenance_triggers), and a table detached from one
 -- loses them. Rows do not move with the DDL itself, so when the attached or detached
 -- table holds rows a WARNING says which rollups no longer match and how to correct them.
--- It never fails the user's DDL: a problem (say, no privilege on pgtally) becomes a
--- WARNING, and tally.schema_drift() keeps naming a partition without triggers.
+-- Only partitions under the tables the DDL touched are looked at. It never fails the
+-- user's DDL: DDL outside partition trees with pgtally's triggers returns after one
+-- catalogue query, and a problem (say, no privilege on schema tally) becomes a WARNING;
+-- tally.schema_drift() keeps naming a partition without triggers.
 -- Security: invoker (the DDL's role, which owns the partitioned table). Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.keep_partitions_maintained()
 RETURNS event_trigger
@@ -14,48 +16,73 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
+    v_tables oid[];
     v_source regclass;
     v_table regclass;
-    v_joined boolean;
+    v_joined regclass[];
+    v_left regclass[];
     v_has_rows boolean;
     v_corrections text;
 BEGIN
-    FOR v_source IN
-        SELECT DISTINCT s.source_table
-        FROM pg_catalog.pg_event_trigger_ddl_commands() AS c
-        CROSS JOIN LATERAL pg_catalog.pg_partition_ancestors(c.objid) AS a (ancestor)
-        JOIN tally.rollup_sources AS s ON s.source_table = a.ancestor
-        WHERE c.object_type = 'table'
-    LOOP
-        BEGIN
+    -- From the catalogue alone (any role gets here): is any table the DDL touched in a
+    -- partition tree that carries pgtally's triggers? Most DDL stops here.
+    v_tables := ARRAY(SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() AS c
+                      WHERE c.object_type = 'table');
+    IF NOT EXISTS (
+        SELECT FROM unnest(v_tables) AS d (table_oid)
+        CROSS JOIN LATERAL pg_catalog.pg_partition_ancestors(d.table_oid) AS a (ancestor)
+        JOIN pg_catalog.pg_trigger AS t ON t.tgrelid = a.ancestor AND t.tgname = 'tally_maintain_insert'
+    ) THEN
+        RETURN;
+    END IF;
+
+    BEGIN
+        FOR v_source IN
+            SELECT DISTINCT s.source_table
+            FROM unnest(v_tables) AS d (table_oid)
+            CROSS JOIN LATERAL pg_catalog.pg_partition_ancestors(d.table_oid) AS a (ancestor)
+            JOIN tally.rollup_sources AS s ON s.source_table = a.ancestor
+        LOOP
+            -- partitions under the tables the DDL touched whose triggers are missing or
+            -- not this source's; tables that left the source and still carry them
+            v_joined := ARRAY(
+                SELECT p.partition FROM unnest(tally.source_partitions(v_source)) AS p (partition)
+                WHERE EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(p.partition) AS a (ancestor)
+                              WHERE a.ancestor = ANY (v_tables))
+                  AND NOT EXISTS (
+                      SELECT FROM pg_catalog.pg_trigger AS t
+                      WHERE t.tgrelid = p.partition AND t.tgname = 'tally_maintain_insert'
+                        AND t.tgfoid = (SELECT f.tgfoid FROM pg_catalog.pg_trigger AS f
+                                        WHERE f.tgrelid = v_source AND f.tgname = 'tally_maintain_insert')));
+            v_left := tally.detached_partitions(v_source);
             v_corrections := (SELECT string_agg(format('SELECT tally.reconcile(%L, true);', r.rollup_name), ' '
                                                 ORDER BY r.rollup_name)
                               FROM tally.rollups AS r WHERE r.source_table = v_source);
-            FOR v_table, v_joined IN
-                SELECT p.partition, true FROM unnest(tally.source_partitions(v_source)) AS p (partition)
-                WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger AS t
-                                  WHERE t.tgrelid = p.partition AND t.tgname = 'tally_maintain_insert')
-                UNION ALL
-                SELECT d.detached, false FROM unnest(tally.detached_partitions(v_source)) AS d (detached)
+            FOREACH v_table IN ARRAY v_joined LOOP
+                PERFORM tally.create_maintenance_triggers(v_source, v_table);
+            END LOOP;
+            FOREACH v_table IN ARRAY v_left LOOP
+                PERFORM tally.drop_maintenance_triggers(v_table);
+            END LOOP;
+            -- one warning per table attached or detached with rows (not per sub-partition)
+            FOR v_table IN
+                SELECT t FROM unnest(v_joined || v_left) AS t
+                WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_inherits AS i
+                                  WHERE i.inhrelid = t AND i.inhparent = ANY (v_joined || v_left))
             LOOP
-                IF v_joined THEN
-                    PERFORM tally.create_maintenance_triggers(v_source, v_table);
-                ELSE
-                    PERFORM tally.drop_maintenance_triggers(v_table);
-                END IF;
                 EXECUTE format('SELECT EXISTS (SELECT FROM %s)', v_table) INTO v_has_rows;
                 IF v_has_rows THEN
                     RAISE WARNING 'pgtally: % % % with rows that the rollups of % %', v_table,
-                        CASE WHEN v_joined THEN 'joined' ELSE 'left' END, v_source, v_source,
-                        CASE WHEN v_joined THEN 'do not count' ELSE 'still count' END
+                        CASE WHEN v_table = ANY (v_joined) THEN 'joined' ELSE 'left' END, v_source, v_source,
+                        CASE WHEN v_table = ANY (v_joined) THEN 'do not count' ELSE 'still count' END
                         USING HINT = 'Correct them with: ' || v_corrections;
                 END IF;
             END LOOP;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING 'pgtally could not keep the partitions of % maintained: %', v_source, SQLERRM
-                USING HINT = 'Run SELECT tally.regenerate_all_rollups() as the owner of ' || v_source || '.';
-        END;
-    END LOOP;
+        END LOOP;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'pgtally could not keep the partitions of % maintained: %', coalesce(v_source::text, 'a rollup source'), SQLERRM
+            USING HINT = 'Its owner can run SELECT tally.regenerate_all_rollups().';
+    END;
 END;
 $function$;
 

@@ -1,19 +1,17 @@
 -- Event trigger tally_partition_ddl: runs tally.keep_partitions_maintained() at the end of
 -- CREATE TABLE and ALTER TABLE, so partitions created, attached or detached under a rollup
--- source get or lose its triggers with the DDL. Only a superuser can make an event
--- trigger: installed by another role, pgtally goes without it, says so, and a new
--- partition has no triggers until tally.regenerate_all_rollups() (tally.schema_drift()
--- names it). Recreated when this file changes.
+-- source get or lose its triggers with the DDL (tally.create_partition_event_trigger).
+-- Only a superuser can make an event trigger: installed by another role, pgtally goes
+-- without it and says so; tally.schema_drift() reports it missing while a rollup source
+-- is partitioned, and a superuser can make it later. Recreated when this file changes.
 DO $install$
 BEGIN
-    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) THEN
+    IF (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) THEN
+        PERFORM tally.create_partition_event_trigger();
+    ELSE
         RAISE NOTICE 'pgtally: not a superuser, so no event trigger keeps new partitions of rollup sources maintained'
-            USING HINT = 'After creating or attaching a partition, run SELECT tally.regenerate_all_rollups().';
-        RETURN;
+            USING HINT = 'A superuser can run SELECT tally.create_partition_event_trigger(); until then, run '
+                         'SELECT tally.regenerate_all_rollups() after creating or attaching a partition.';
     END IF;
-    DROP EVENT TRIGGER IF EXISTS tally_partition_ddl;
-    CREATE EVENT TRIGGER tally_partition_ddl ON ddl_command_end
-    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
-    EXECUTE FUNCTION tally.keep_partitions_maintained();
 END;
 $install$;
