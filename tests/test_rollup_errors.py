@@ -11,6 +11,8 @@ import psycopg
 import pytest
 from psycopg import errors
 
+from tests.exactness import assert_exact
+
 SOURCE = """
 CREATE TABLE public.orders (
     id bigserial PRIMARY KEY, customer int NOT NULL, total numeric(12, 2) NOT NULL,
@@ -238,6 +240,62 @@ def test_owner_role_with_pgtally_usage_defines_and_drops_its_rollup(
         conn.execute("SELECT tally.revoke_usage('app_owner')")
         conn.execute("DROP OWNED BY app_owner")
         conn.execute("DROP ROLE app_owner")
+
+
+def test_rollups_follow_their_source_to_a_new_owner(
+    conn: psycopg.Connection[Any], dsn_for: Callable[..., str]
+) -> None:
+    """The catalogue shows a rollup to whoever owns its source now: a new owner who adds a
+    rollup regenerates the triggers with every rollup of the source, not only its own."""
+    conn.execute("DROP ROLE IF EXISTS first_owner, next_owner")
+    conn.execute("CREATE ROLE first_owner LOGIN")
+    conn.execute("CREATE ROLE next_owner LOGIN")
+    try:
+        conn.execute("SELECT tally.grant_usage('first_owner'), tally.grant_usage('next_owner')")
+        conn.execute("CREATE SCHEMA app")
+        conn.execute("GRANT CREATE, USAGE ON SCHEMA app TO first_owner, next_owner")
+        with psycopg.connect(dsn_for("first_owner"), autocommit=True) as first:
+            first.execute(
+                "CREATE TABLE app.items (id serial PRIMARY KEY, kind text NOT NULL, price numeric NOT NULL)"
+            )
+            first.execute("INSERT INTO app.items (kind, price) VALUES ('a', 1.5), ('b', 3)")
+            first.execute(
+                "SELECT tally.create_rollup('items_by_kind', source => 'app.items', group_by => ARRAY['kind'], "
+                "measures => ARRAY['n = count(*)', 'total = sum(price)'])"
+            )
+        conn.execute("ALTER TABLE app.items OWNER TO next_owner")
+        with (
+            psycopg.connect(dsn_for("next_owner"), autocommit=True) as following,
+            pytest.raises(
+                errors.InsufficientPrivilege, match=r"stats table app\.items_by_kind belongs to first_owner"
+            ),
+        ):
+            following.execute(
+                "SELECT tally.create_rollup('items_total', source => 'app.items', measures => ARRAY['total = sum(price)'])"
+            )
+        assert conn.execute("SELECT to_regclass('app.items_total')").fetchone() == (None,)
+        conn.execute("INSERT INTO app.items (kind, price) VALUES ('b', 1)")  # the triggers still work
+        conn.execute("SELECT tally.regenerate_all_rollups()")  # an upgrade, say: moves the stats table along
+        with psycopg.connect(dsn_for("next_owner"), autocommit=True) as following:
+            following.execute(
+                "SELECT tally.create_rollup('items_total', source => 'app.items', measures => ARRAY['total = sum(price)'])"
+            )
+            assert following.execute("SELECT rollup_name FROM tally.rollups ORDER BY 1").fetchall() == [
+                ("items_by_kind",),
+                ("items_total",),
+            ]
+            following.execute("INSERT INTO app.items (kind, price) VALUES ('a', 2), ('c', 4)")
+        assert_exact(conn)
+        with psycopg.connect(dsn_for("next_owner"), autocommit=True) as following:
+            following.execute("SELECT tally.drop_rollup('items_by_kind')")
+            following.execute("SELECT tally.drop_rollup('items_total')")
+        assert conn.execute("SELECT count(*) FROM tally.rollups").fetchone() == (0,)
+        assert conn.execute("SELECT to_regclass('app.items_by_kind')").fetchone() == (None,)
+    finally:
+        conn.execute("DROP SCHEMA IF EXISTS app CASCADE")
+        conn.execute("SELECT tally.revoke_usage('first_owner'), tally.revoke_usage('next_owner')")
+        conn.execute("DROP OWNED BY first_owner, next_owner")
+        conn.execute("DROP ROLE first_owner, next_owner")
 
 
 def test_unknown_rollup_cannot_be_dropped(conn: psycopg.Connection[Any]) -> None:

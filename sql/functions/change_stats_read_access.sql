@@ -22,7 +22,7 @@ BEGIN
     END IF;
     FOR v_stats IN
         SELECT r.stats_table FROM tally.rollups AS r
-        WHERE (p_rollup IS NULL OR r.rollup_name = p_rollup) AND pg_has_role(current_user, r.owner_role, 'USAGE')
+        WHERE (p_rollup IS NULL OR r.rollup_name = p_rollup) AND pg_has_role(current_user, tally.source_owner(r.source_table, r.owner_role), 'USAGE')
         ORDER BY r.rollup_name
     LOOP
         EXECUTE format(CASE WHEN p_grant THEN 'GRANT SELECT ON %s TO %I' ELSE 'REVOKE SELECT ON %s FROM %I' END,

@@ -14,7 +14,7 @@ DECLARE
     v_count integer := 0;
 BEGIN
     FOR v_grantee IN
-        SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(a.grantee::regrole::text) END
+        SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END
         FROM pg_catalog.pg_class AS c, LATERAL pg_catalog.aclexplode(c.relacl) AS a
         WHERE c.oid = p_from AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner
     LOOP

@@ -335,7 +335,7 @@ BEGIN
 
     INSERT INTO tally.rollups (rollup_name, source_table, stats_table, row_filter, owner_role, definition,
                                source_columns, status)
-    VALUES (v_name, v_source, v_stats, v_filter, v_source_class.relowner::regrole::name, v_definition,
+    VALUES (v_name, v_source, v_stats, v_filter, pg_get_userbyid(v_source_class.relowner), v_definition,
             v_source_columns, CASE WHEN coalesce(create_rollup.populate, true) THEN 'ready' ELSE 'populating' END);
 
     INSERT INTO tally.rollup_keys (rollup_name, key_position, key_name, key_expression, key_type, key_not_null)
@@ -384,7 +384,7 @@ BEGIN
     EXECUTE format('COMMENT ON TABLE %s IS %L', v_stats, format(
         'pgtally rollup %s: stats of %s, kept exact by its triggers. Do not edit by hand; '
         'columns starting with _tally are bookkeeping.', v_name, v_source));
-    EXECUTE format('ALTER TABLE %s OWNER TO %I', v_stats, v_source_class.relowner::regrole::name);
+    EXECUTE format('ALTER TABLE %s OWNER TO %I', v_stats, pg_get_userbyid(v_source_class.relowner));
 
     PERFORM tally.install_maintenance(v_source);
 

@@ -59,7 +59,7 @@ BEGIN
     END LOOP;
     SELECT * INTO v_place FROM tally.rollup_sources WHERE source_table = p_source;
 
-    SELECT c.relowner::regrole::name INTO v_owner FROM pg_catalog.pg_class AS c WHERE c.oid = p_source;
+    SELECT pg_get_userbyid(c.relowner) INTO v_owner FROM pg_catalog.pg_class AS c WHERE c.oid = p_source;
     IF v_place.source_table IS NULL THEN
         INSERT INTO tally.rollup_sources (source_table, function_schema, function_prefix, owner_role)
         SELECT p_source, n.nspname,
@@ -76,6 +76,32 @@ BEGIN
         UPDATE tally.rollup_sources SET generated_at = now(), owner_role = v_owner
         WHERE source_table = p_source;
     END IF;
+    -- The source may have changed hands (ALTER TABLE ... OWNER TO). The generated functions
+    -- run as its owner and write every stats table, so tables made for a former owner
+    -- follow the source to its owner now, and objects made from now on (pending tables,
+    -- views over slots) go to that owner. Moving them needs their owner's rights (or a
+    -- superuser's); without them this stops here, before writers could trip over code
+    -- that may not write the stats.
+    FOR v_table IN
+        SELECT t.table_oid
+        FROM tally.rollups AS r
+        CROSS JOIN LATERAL (VALUES (r.stats_table), (r.slot_table), (r.pending_table)) AS t (table_oid)
+        JOIN pg_catalog.pg_class AS c ON c.oid = t.table_oid
+        WHERE r.source_table = p_source AND pg_get_userbyid(c.relowner) <> v_owner
+    LOOP
+        BEGIN
+            EXECUTE format('ALTER TABLE %s OWNER TO %I', v_table, v_owner);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE EXCEPTION 'stats table % belongs to %, but its source % belongs to %',
+                v_table, (SELECT pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class AS c WHERE c.oid = v_table),
+                p_source, v_owner
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('As its owner or a superuser: ALTER TABLE %s OWNER TO %I; then try again.',
+                                    v_table, v_owner);
+        END;
+    END LOOP;
+    UPDATE tally.rollups SET owner_role = v_owner
+    WHERE source_table = p_source AND owner_role IS DISTINCT FROM v_owner;
 
     FOREACH v_event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
         EXECUTE tally.maintenance_function_sql(p_source, v_event);

@@ -13,7 +13,7 @@ AS $function$
 DECLARE
     v_rollup tally.rollups%ROWTYPE := tally.rollup_named(p_rollup);
 BEGIN
-    IF NOT pg_has_role(current_user, v_rollup.owner_role, 'USAGE') THEN
+    IF NOT pg_has_role(current_user, tally.source_owner(v_rollup.source_table, v_rollup.owner_role), 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to % rollup "%"', v_rollup.source_table, p_action, p_rollup
             USING ERRCODE = 'insufficient_privilege';
     END IF;
