@@ -3,7 +3,8 @@
 -- Creates (or replaces) the triggers that keep the rollups of p_source exact on p_table,
 -- the source itself or one of its partitions: one statement-level AFTER trigger per event
 -- calling the source's generated functions (INSERT, UPDATE and DELETE with transition
--- tables; TRUNCATE, which on a partition refuses to empty it alone), and per rollup an
+-- tables; TRUNCATE, which on a partition refuses to empty it alone; on a partition with
+-- the argument 'partition', the source's own triggers have none), and per rollup an
 -- "UPDATE OF its columns" marker (tally.note_relevant_update; on a partition it also
 -- names the source, whose setting it writes). No markers while the source has a BEFORE UPDATE row
 -- trigger of the user's: the generated code then compares every UPDATE in full. Locks
@@ -18,12 +19,20 @@ AS $function$
 DECLARE
     v_place tally.rollup_sources%ROWTYPE;
     v_rollup record;
+    -- on a partition the triggers pass 'partition': the generated code then checks that
+    -- the table is still part of the source (a detached table's writes are not)
+    v_argument text := CASE WHEN p_table <> p_source THEN quote_literal('partition') ELSE '' END;
 BEGIN
     SELECT * INTO STRICT v_place FROM tally.rollup_sources WHERE source_table = p_source;
     IF p_table <> p_source THEN
         -- A partition whose triggers cannot be made is left without them, and named by
         -- tally.schema_drift(), rather than keep the source's owner from managing its rollups.
-        IF EXISTS (SELECT FROM tally.rollup_sources AS s WHERE s.source_table = p_table) THEN
+        -- another source's triggers, on this table or one between it and p_source (from
+        -- the catalogue: row-level security may hide that source's rollups from the caller)
+        IF EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(p_table) AS a (relid)
+                   JOIN pg_catalog.pg_trigger AS t
+                       ON t.tgrelid = a.relid AND t.tgname = 'tally_maintain_insert' AND t.tgnargs = 0
+                   WHERE a.relid <> p_source) THEN
             RAISE WARNING 'pgtally: partition % of % has rollups of its own: writes that name it keep only those exact',
                 p_table, p_source
                 USING HINT = 'Declare rollups on one table of a partition tree only.';
@@ -37,21 +46,21 @@ BEGIN
     END IF;
     EXECUTE format(
         'CREATE OR REPLACE TRIGGER tally_maintain_insert AFTER INSERT ON %s '
-        'REFERENCING NEW TABLE AS tally_new_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
-        p_table, v_place.function_schema, v_place.function_prefix || '_insert');
+        'REFERENCING NEW TABLE AS tally_new_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I(%s)',
+        p_table, v_place.function_schema, v_place.function_prefix || '_insert', v_argument);
     EXECUTE format(
         'CREATE OR REPLACE TRIGGER tally_maintain_update AFTER UPDATE ON %s '
         'REFERENCING OLD TABLE AS tally_old_rows NEW TABLE AS tally_new_rows '
-        'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
-        p_table, v_place.function_schema, v_place.function_prefix || '_update');
+        'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I(%s)',
+        p_table, v_place.function_schema, v_place.function_prefix || '_update', v_argument);
     EXECUTE format(
         'CREATE OR REPLACE TRIGGER tally_maintain_delete AFTER DELETE ON %s '
-        'REFERENCING OLD TABLE AS tally_old_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
-        p_table, v_place.function_schema, v_place.function_prefix || '_delete');
+        'REFERENCING OLD TABLE AS tally_old_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I(%s)',
+        p_table, v_place.function_schema, v_place.function_prefix || '_delete', v_argument);
     EXECUTE format(
         'CREATE OR REPLACE TRIGGER tally_maintain_truncate AFTER TRUNCATE ON %s '
-        'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
-        p_table, v_place.function_schema, v_place.function_prefix || '_truncate');
+        'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I(%s)',
+        p_table, v_place.function_schema, v_place.function_prefix || '_truncate', v_argument);
 
     IF tally.has_user_update_row_trigger(p_source) THEN
         RETURN;

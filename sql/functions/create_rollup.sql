@@ -87,11 +87,14 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     -- One set of maintenance triggers per table: a partition's would serve both sources.
-    SELECT s.source_table INTO v_nested
-    FROM tally.rollup_sources AS s
-    WHERE s.source_table <> v_source
-      AND (s.source_table IN (SELECT pg_catalog.pg_partition_ancestors(v_source))
-           OR v_source IN (SELECT pg_catalog.pg_partition_ancestors(s.source_table)))
+    -- A source is a table whose tally_maintain_insert trigger has no arguments (its
+    -- partitions' pass 'partition'); the catalogue tells even when row-level security
+    -- hides that source's rollups from the caller.
+    SELECT t.tgrelid::regclass INTO v_nested
+    FROM pg_catalog.pg_trigger AS t
+    WHERE t.tgname = 'tally_maintain_insert' AND t.tgnargs = 0 AND t.tgrelid <> v_source
+      AND (t.tgrelid IN (SELECT pg_catalog.pg_partition_ancestors(v_source))
+           OR t.tgrelid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(v_source) AS p))
     LIMIT 1;
     IF v_nested IS NOT NULL THEN
         RAISE EXCEPTION 'rollup "%": % and % are in one partition tree, and only one table of a tree can have rollups',

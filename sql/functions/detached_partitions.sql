@@ -12,13 +12,15 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $function$
+    WITH partitions AS MATERIALIZED (SELECT tally.source_partitions(p_source) AS tables)
     SELECT coalesce(array_agg(DISTINCT t.tgrelid::regclass), '{}')
     FROM tally.rollup_sources AS s
+    CROSS JOIN partitions AS p
     JOIN pg_catalog.pg_trigger AS t
         ON t.tgfoid = to_regprocedure(format('%I.%I()', s.function_schema, s.function_prefix || '_insert'))
     WHERE s.source_table = p_source
       AND t.tgrelid <> p_source
-      AND NOT t.tgrelid = ANY (tally.source_partitions(p_source));
+      AND NOT t.tgrelid = ANY (p.tables);
 $function$;
 
 COMMENT ON FUNCTION tally.detached_partitions(regclass) IS
