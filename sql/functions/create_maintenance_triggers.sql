@@ -32,7 +32,10 @@ BEGIN
         IF EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(p_table) AS a (relid)
                    JOIN pg_catalog.pg_trigger AS t
                        ON t.tgrelid = a.relid AND t.tgname = 'tally_maintain_insert' AND t.tgnargs = 0
-                   WHERE a.relid <> p_source) THEN
+                   WHERE a.relid <> p_source
+                     -- this source's own triggers, made without the argument by an older pgtally
+                     AND NOT (a.relid = p_table AND t.tgfoid = to_regprocedure(format(
+                         '%I.%I()', v_place.function_schema, v_place.function_prefix || '_insert')))) THEN
             RAISE WARNING 'pgtally: partition % of % has rollups of its own: writes that name it keep only those exact',
                 p_table, p_source
                 USING HINT = 'Declare rollups on one table of a partition tree only.';

@@ -3,7 +3,8 @@
 -- Runs at the end of CREATE TABLE and ALTER TABLE (event trigger tally_partition_ddl):
 -- a partition created or attached under a rollup source gets the source's maintenance
 -- triggers at once (tally.create_maintenance_triggers), and a table detached from one
--- loses them. Rows do not move with the DDL itself, so when the attached or detached
+-- loses them; a source renamed gets its code regenerated (it names the source). Rows do
+-- not move with the DDL itself, so when the attached or detached
 -- table holds rows a WARNING says which rollups no longer match and how to correct them.
 -- Only partitions under the tables the DDL touched are looked at. It never fails the
 -- user's DDL: DDL outside partition trees with pgtally's triggers returns after one
@@ -30,7 +31,9 @@ BEGIN
                       WHERE c.object_type = 'table');
     IF NOT EXISTS (
         SELECT FROM unnest(v_tables) AS d (table_oid)
-        CROSS JOIN LATERAL pg_catalog.pg_partition_ancestors(d.table_oid) AS a (ancestor)
+        CROSS JOIN LATERAL (SELECT d.table_oid
+                            UNION SELECT p.relid FROM pg_catalog.pg_partition_ancestors(d.table_oid) AS p
+                           ) AS a (ancestor)
         JOIN pg_catalog.pg_trigger AS t ON t.tgrelid = a.ancestor AND t.tgname = 'tally_maintain_insert'
     ) THEN
         RETURN;
@@ -40,9 +43,21 @@ BEGIN
         FOR v_source IN
             SELECT DISTINCT s.source_table
             FROM unnest(v_tables) AS d (table_oid)
-            CROSS JOIN LATERAL pg_catalog.pg_partition_ancestors(d.table_oid) AS a (ancestor)
+            CROSS JOIN LATERAL (SELECT d.table_oid
+                                UNION SELECT p.relid FROM pg_catalog.pg_partition_ancestors(d.table_oid) AS p
+                               ) AS a (ancestor)
             JOIN tally.rollup_sources AS s ON s.source_table = a.ancestor
         LOOP
+            -- a renamed source: the generated code names it (min/max recomputation reads it)
+            IF NOT EXISTS (
+                SELECT FROM tally.rollup_sources AS s
+                JOIN pg_catalog.pg_proc AS f
+                    ON f.oid = to_regprocedure(format('%I.%I()', s.function_schema, s.function_prefix || '_insert'))
+                WHERE s.source_table = v_source
+                  AND strpos(f.prosrc, format('for source %s, INSERT statements', v_source)) > 0
+            ) THEN
+                PERFORM tally.install_maintenance(v_source);
+            END IF;
             -- partitions under the tables the DDL touched whose triggers are missing or
             -- not this source's; tables that left the source and still carry them
             v_joined := ARRAY(
