@@ -427,3 +427,37 @@ def test_a_restored_dump_keeps_maintaining_a_partitioned_source(
         with pytest.raises(errors.FeatureNotSupported):
             restored.execute("TRUNCATE public.events_2026_a")
         assert_exact(restored)
+
+
+def test_a_policy_on_the_source_does_not_hide_rows_from_the_truncate_check(
+    conn: psycopg.Connection[Any], dsn_for: Callable[..., str]
+) -> None:
+    """The generated functions run as the source's owner, whom a forced row-security policy
+    filters; the emptiness check reads the partitions themselves."""
+    conn.execute("DROP ROLE IF EXISTS pgtally_t_rls_owner")
+    conn.execute("CREATE ROLE pgtally_t_rls_owner LOGIN")
+    try:
+        conn.execute("SELECT tally.grant_usage('pgtally_t_rls_owner')")
+        conn.execute("CREATE SCHEMA guarded AUTHORIZATION pgtally_t_rls_owner")
+        with psycopg.connect(dsn_for("pgtally_t_rls_owner"), autocommit=True) as owner:
+            owner.execute(
+                """
+                CREATE TABLE guarded.ev (k int NOT NULL, v int NOT NULL) PARTITION BY LIST (k);
+                CREATE TABLE guarded.ev1 PARTITION OF guarded.ev FOR VALUES IN (1);
+                CREATE TABLE guarded.ev2 PARTITION OF guarded.ev FOR VALUES IN (2);
+                INSERT INTO guarded.ev VALUES (1, 1), (2, 2), (2, 3);
+                SELECT tally.create_rollup('guarded_total', source => 'guarded.ev', measures => ARRAY['v = sum(v)']);
+                ALTER TABLE guarded.ev ENABLE ROW LEVEL SECURITY;
+                ALTER TABLE guarded.ev FORCE ROW LEVEL SECURITY;
+                CREATE POLICY only_ones ON guarded.ev USING (k = 1);
+                """
+            )
+            with pytest.raises(errors.FeatureNotSupported, match=r"cannot truncate guarded\.ev1 alone"):
+                owner.execute("TRUNCATE guarded.ev1")
+        assert stats_rows(conn, "guarded_total", "v") == [(6,)]
+        assert_exact(conn)
+    finally:
+        conn.execute("DROP SCHEMA IF EXISTS guarded CASCADE")
+        conn.execute("SELECT tally.revoke_usage('pgtally_t_rls_owner')")
+        conn.execute("DROP OWNED BY pgtally_t_rls_owner")
+        conn.execute("DROP ROLE pgtally_t_rls_owner")
