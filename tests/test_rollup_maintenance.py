@@ -198,6 +198,26 @@ def test_the_migration_gives_existing_stats_tables_half_full_pages(ledger: psyco
         "SELECT c.relname, c.reloptions FROM pg_catalog.pg_class AS c "
         "WHERE c.relname IN ('by_account', 'overall', 'by_flag', 'by_flag_slots') ORDER BY 1"
     ).fetchall()
+    # an installer that does not own a stats table: the upgrade goes on with a warning
+    ledger.execute("ALTER TABLE public.by_account RESET (fillfactor)")
+    ledger.execute("DROP ROLE IF EXISTS pgtally_t_installer")
+    ledger.execute("CREATE ROLE pgtally_t_installer")
+    try:
+        ledger.execute("GRANT USAGE ON SCHEMA tally TO pgtally_t_installer")
+        ledger.execute("GRANT SELECT ON tally.rollups TO pgtally_t_installer")
+        ledger.execute(
+            "GRANT SELECT ON public.by_account TO pgtally_t_installer"
+        )  # so the catalogue shows it
+        warnings: list[str] = []
+        ledger.add_notice_handler(lambda diagnostic: warnings.append(str(diagnostic.message_primary)))
+        with ledger.transaction():
+            ledger.execute("SET LOCAL ROLE pgtally_t_installer")
+            ledger.execute(migration.read_text())  # type: ignore[arg-type]
+        assert any(w.endswith("by_account is not yours to alter") for w in warnings)
+    finally:
+        ledger.execute("DROP OWNED BY pgtally_t_installer")
+        ledger.execute("DROP ROLE pgtally_t_installer")
+    ledger.execute(migration.read_text())  # type: ignore[arg-type]
     assert options == [
         ("by_account", ["fillfactor=50"]),
         ("by_flag", None),  # the view over the slots

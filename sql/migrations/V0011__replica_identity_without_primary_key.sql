@@ -24,7 +24,13 @@ BEGIN
               SELECT FROM pg_catalog.pg_index AS i WHERE i.indrelid = c.oid AND i.indisprimary
           )
     LOOP
-        EXECUTE pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY FULL', v_table);
+        BEGIN
+            EXECUTE pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY FULL', v_table);
+        EXCEPTION WHEN insufficient_privilege THEN
+            -- an installer that does not own it: the upgrade goes on, and says what is left
+            RAISE WARNING 'pgtally: % is not yours to alter', v_table
+                USING HINT = pg_catalog.format('Its owner or a superuser can run: ALTER TABLE %s REPLICA IDENTITY FULL', v_table);
+        END;
     END LOOP;
 END;
 $migration$;

@@ -19,7 +19,13 @@ BEGIN
         WHERE c.relkind = 'r'
           AND NOT EXISTS (SELECT FROM unnest(c.reloptions) AS o (setting) WHERE o.setting LIKE 'fillfactor=%')
     LOOP
-        EXECUTE pg_catalog.format('ALTER TABLE %s SET (fillfactor = 50)', v_table);
+        BEGIN
+            EXECUTE pg_catalog.format('ALTER TABLE %s SET (fillfactor = 50)', v_table);
+        EXCEPTION WHEN insufficient_privilege THEN
+            -- an installer that does not own it: the upgrade goes on, and says what is left
+            RAISE WARNING 'pgtally: % is not yours to alter', v_table
+                USING HINT = pg_catalog.format('Its owner or a superuser can run: ALTER TABLE %s SET (fillfactor = 50)', v_table);
+        END;
     END LOOP;
 END;
 $migration$;
