@@ -345,7 +345,9 @@ def test_the_partition_guard_survives_a_rename_and_odd_names(conn: psycopg.Conne
     conn.execute(EVENTS)
     code = conn.execute("SELECT tally.maintenance_code('costs_overall')").fetchone()
     assert code is not None
-    assert code[0].count("IF TG_NARGS > 0 AND NOT EXISTS (") == 4
+    # INSERT, UPDATE and DELETE test it first; TRUNCATE when it looks the source up
+    assert code[0].count("IF TG_NARGS > 0 AND NOT EXISTS (") == 3
+    assert code[0].count("RETURN NULL;  -- a table detached from the source: its rows are no longer") == 4
     assert f"{oid(conn, 'public.events')}::" not in code[0] and "'public.events'::regclass" not in code[0]
     conn.execute("ALTER TABLE public.events RENAME TO events_renamed")
     conn.execute("INSERT INTO public.events_renamed (day, kind, cost) VALUES ('2025-05-05', 'a', 1)")

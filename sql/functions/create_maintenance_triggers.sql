@@ -5,10 +5,9 @@
 -- calling the source's generated functions (INSERT, UPDATE and DELETE with transition
 -- tables; TRUNCATE, which on a partition refuses to empty it alone; on a partition with
 -- the argument 'partition', the source's own triggers have none), and per rollup an
--- "UPDATE OF its columns" marker (tally.note_relevant_update; on a partition it also
--- names the source, whose setting it writes). No markers while the source has a BEFORE UPDATE row
--- trigger of the user's: the generated code then compares every UPDATE in full. Locks
--- p_table SHARE ROW EXCLUSIVE. A partition that has rollups of its own, or on which the
+-- "UPDATE OF its columns" marker for the rollups tally.marker_rollups names
+-- (tally.note_relevant_update; on a partition it also names the source, whose setting it
+-- writes). Locks p_table SHARE ROW EXCLUSIVE. A partition that has rollups of its own, or on which the
 -- caller may not create triggers, is skipped with a WARNING.
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.create_maintenance_triggers(p_source regclass, p_table regclass)
@@ -26,16 +25,16 @@ BEGIN
     SELECT * INTO STRICT v_place FROM tally.rollup_sources WHERE source_table = p_source;
     IF p_table <> p_source THEN
         -- A partition whose triggers cannot be made is left without them, and named by
-        -- tally.schema_drift(), rather than keep the source's owner from managing its rollups.
-        -- another source's triggers, on this table or one between it and p_source (from
-        -- the catalogue: row-level security may hide that source's rollups from the caller)
+        -- tally.schema_drift(), rather than keep the source's owner from managing its
+        -- rollups: one with another source's triggers, on it or on a table between it and
+        -- p_source (read from the catalogue, as row-level security may hide that source's
+        -- rollups from the caller), or one the caller may not put triggers on.
         IF EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(p_table) AS a (relid)
                    JOIN pg_catalog.pg_trigger AS t
                        ON t.tgrelid = a.relid AND t.tgname = 'tally_maintain_insert' AND t.tgnargs = 0
                    WHERE a.relid <> p_source
                      -- this source's own triggers, made without the argument by an older pgtally
-                     AND NOT (a.relid = p_table AND t.tgfoid = to_regprocedure(format(
-                         '%I.%I()', v_place.function_schema, v_place.function_prefix || '_insert')))) THEN
+                     AND NOT (a.relid = p_table AND t.tgfoid = tally.generated_function(p_source, 'insert'))) THEN
             RAISE WARNING 'pgtally: partition % of % has rollups of its own: writes that name it keep only those exact',
                 p_table, p_source
                 USING HINT = 'Declare rollups on one table of a partition tree only.';
@@ -65,14 +64,9 @@ BEGIN
         'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I(%s)',
         p_table, v_place.function_schema, v_place.function_prefix || '_truncate', v_argument);
 
-    IF tally.has_user_update_row_trigger(p_source) THEN
-        RETURN;
-    END IF;
     FOR v_rollup IN
         SELECT r.rollup_name, r.source_columns FROM tally.rollups AS r
-        WHERE r.source_table = p_source
-          -- count(*) of an unfiltered global rollup reads no column: no UPDATE changes it
-          AND cardinality(r.source_columns) > 0
+        WHERE r.rollup_name = ANY (tally.marker_rollups(p_source))
         ORDER BY r.rollup_name
     LOOP
         EXECUTE format(

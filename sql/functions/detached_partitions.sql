@@ -14,12 +14,9 @@ SET search_path = pg_catalog, pg_temp
 AS $function$
     WITH partitions AS MATERIALIZED (SELECT tally.source_partitions(p_source) AS tables)
     SELECT coalesce(array_agg(DISTINCT t.tgrelid::regclass), '{}')
-    FROM tally.rollup_sources AS s
-    CROSS JOIN partitions AS p
-    JOIN pg_catalog.pg_trigger AS t
-        ON t.tgfoid = to_regprocedure(format('%I.%I()', s.function_schema, s.function_prefix || '_insert'))
-    WHERE s.source_table = p_source
-      AND t.tgrelid <> p_source
+    FROM partitions AS p
+    JOIN pg_catalog.pg_trigger AS t ON t.tgfoid = tally.generated_function(p_source, 'insert')
+    WHERE t.tgrelid <> p_source
       AND NOT t.tgrelid = ANY (p.tables);
 $function$;
 

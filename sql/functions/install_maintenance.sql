@@ -27,7 +27,6 @@ DECLARE
     v_owner name;
     v_partitions regclass[] := tally.source_partitions(p_source);
     v_table regclass;
-    v_markers_kept text[];
 BEGIN
     -- Drop only the triggers no longer wanted: all of them on tables detached from the
     -- source, or everywhere with the last rollup; else the markers of rollups that are
@@ -51,11 +50,8 @@ BEGIN
         DELETE FROM tally.rollup_sources WHERE source_table = p_source;
         RETURN;
     END IF;
-    v_markers_kept := CASE WHEN tally.has_user_update_row_trigger(p_source) THEN '{}'::text[] ELSE ARRAY(
-        SELECT r.rollup_name FROM tally.rollups AS r
-        WHERE r.source_table = p_source AND cardinality(r.source_columns) > 0) END;
     FOREACH v_table IN ARRAY p_source || v_partitions LOOP
-        PERFORM tally.drop_maintenance_triggers(v_table, v_markers_kept);
+        PERFORM tally.drop_maintenance_triggers(v_table, tally.marker_rollups(p_source));
     END LOOP;
     SELECT * INTO v_place FROM tally.rollup_sources WHERE source_table = p_source;
 

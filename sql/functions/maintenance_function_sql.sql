@@ -159,13 +159,16 @@ $code$,
             -- rows in the stats. AFTER triggers run once every table named is empty, so an
             -- empty source then means the whole of it was truncated; it is locked against
             -- writers first (NOWAIT: no waiting while holding the partition) so that it stays
-            -- so, and a snapshot older than this statement cannot tell, so only READ
-            -- COMMITTED may.
-            CASE WHEN v_partition_guard IS NOT NULL THEN v_partition_guard || E'\n'
-'    IF TG_NARGS > 0 THEN\n'
+            -- so. A snapshot older than this statement cannot tell, so above READ COMMITTED
+            -- only a transaction that truncates the whole source (holding it ACCESS
+            -- EXCLUSIVE) may. The source is found as v_partition_guard finds it, and only once.
+            CASE WHEN v_partition_guard IS NOT NULL THEN E'IF TG_NARGS > 0 THEN\n'
 '        SELECT a.relid INTO v_source\n'
 '        FROM pg_partition_ancestors(TG_RELID) AS a (relid)\n'
 '        JOIN pg_trigger AS t ON t.tgrelid = a.relid AND t.tgname = ''tally_maintain_insert'' AND t.tgnargs = 0;\n'
+'        IF v_source IS NULL THEN\n'
+'            RETURN NULL;  -- a table detached from the source: its rows are no longer the source''s\n'
+'        END IF;\n'
 '        BEGIN\n'
 '            EXECUTE format(''LOCK TABLE %s IN SHARE MODE NOWAIT'', v_source);\n'
 '            -- leaf by leaf: a policy on the source does not filter its partitions\n'

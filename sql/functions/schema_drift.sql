@@ -67,16 +67,10 @@ BEGIN
                         THEN format('calls %s, not this source''s %s', t.tgfoid::regproc, f.function_oid::regproc)
                         ELSE 'disabled: writes to the source no longer reach its stats' END
             FROM (
-                SELECT v_source.source_table AS table_name, 'tally_maintain_' || v_event AS name
-                UNION ALL
-                SELECT pt.relid, 'tally_maintain_' || v_event
-                FROM pg_catalog.pg_partition_tree(v_source.source_table) AS pt
-                JOIN pg_catalog.pg_class AS c ON c.oid = pt.relid
-                WHERE pt.relid <> v_source.source_table AND c.relkind IN ('r', 'p')
+                SELECT p.table_name, 'tally_maintain_' || v_event AS name
+                FROM unnest(v_source.source_table || tally.source_partitions(v_source.source_table)) AS p (table_name)
             ) AS expected
-            CROSS JOIN LATERAL (SELECT to_regprocedure(format('%I.%I()', v_source.function_schema,
-                                                              v_source.function_prefix || '_' || v_event))
-                               ) AS f (function_oid)
+            CROSS JOIN (SELECT tally.generated_function(v_source.source_table, v_event)) AS f (function_oid)
             LEFT JOIN pg_catalog.pg_trigger AS t
                 ON t.tgrelid = expected.table_name AND t.tgname = expected.name
             WHERE t.oid IS NULL OR t.tgenabled = 'D' OR t.tgfoid IS DISTINCT FROM f.function_oid

@@ -18,6 +18,7 @@ SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
     v_tables oid[];
+    v_related oid[];
     v_source regclass;
     v_table regclass;
     v_joined regclass[];
@@ -29,31 +30,24 @@ BEGIN
     -- partition tree that carries pgtally's triggers? Most DDL stops here.
     v_tables := ARRAY(SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() AS c
                       WHERE c.object_type = 'table');
+    -- those tables and the tables above them
+    v_related := v_tables || ARRAY(SELECT a.relid FROM unnest(v_tables) AS d (table_oid),
+                                   LATERAL pg_catalog.pg_partition_ancestors(d.table_oid) AS a);
     IF NOT EXISTS (
-        SELECT FROM unnest(v_tables) AS d (table_oid)
-        CROSS JOIN LATERAL (SELECT d.table_oid
-                            UNION SELECT p.relid FROM pg_catalog.pg_partition_ancestors(d.table_oid) AS p
-                           ) AS a (ancestor)
-        JOIN pg_catalog.pg_trigger AS t ON t.tgrelid = a.ancestor AND t.tgname = 'tally_maintain_insert'
+        SELECT FROM pg_catalog.pg_trigger AS t
+        WHERE t.tgrelid = ANY (v_related) AND t.tgname = 'tally_maintain_insert'
     ) THEN
         RETURN;
     END IF;
 
     BEGIN
         FOR v_source IN
-            SELECT DISTINCT s.source_table
-            FROM unnest(v_tables) AS d (table_oid)
-            CROSS JOIN LATERAL (SELECT d.table_oid
-                                UNION SELECT p.relid FROM pg_catalog.pg_partition_ancestors(d.table_oid) AS p
-                               ) AS a (ancestor)
-            JOIN tally.rollup_sources AS s ON s.source_table = a.ancestor
+            SELECT s.source_table FROM tally.rollup_sources AS s WHERE s.source_table = ANY (v_related)
         LOOP
             -- a renamed source: the generated code names it (min/max recomputation reads it)
             IF NOT EXISTS (
-                SELECT FROM tally.rollup_sources AS s
-                JOIN pg_catalog.pg_proc AS f
-                    ON f.oid = to_regprocedure(format('%I.%I()', s.function_schema, s.function_prefix || '_insert'))
-                WHERE s.source_table = v_source
+                SELECT FROM pg_catalog.pg_proc AS f
+                WHERE f.oid = tally.generated_function(v_source, 'insert')
                   AND strpos(f.prosrc, format('for source %s, INSERT statements', v_source)) > 0
             ) THEN
                 PERFORM tally.install_maintenance(v_source);
@@ -67,8 +61,7 @@ BEGIN
                   AND NOT EXISTS (
                       SELECT FROM pg_catalog.pg_trigger AS t
                       WHERE t.tgrelid = p.partition AND t.tgname = 'tally_maintain_insert'
-                        AND t.tgfoid = (SELECT f.tgfoid FROM pg_catalog.pg_trigger AS f
-                                        WHERE f.tgrelid = v_source AND f.tgname = 'tally_maintain_insert')));
+                        AND t.tgfoid = tally.generated_function(v_source, 'insert')));
             v_left := tally.detached_partitions(v_source);
             v_corrections := (SELECT string_agg(format('SELECT tally.reconcile(%L, true);', r.rollup_name), ' '
                                                 ORDER BY r.rollup_name)
