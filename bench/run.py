@@ -138,6 +138,9 @@ def metrics(cfg: Config) -> list[Metric]:
         Metric("w2_c1_upsert_floor", "W2 1 client, reference (not pgtally): a hand-written trigger that "
                "upserts the user row and a per-backend global slot row, no aggregation", "tps", "n/a"),
         Metric("w2_c16_upsert_floor", "W2 16 clients, the same upsert reference trigger", "tps", "n/a"),
+        Metric("w2_c1_empty_floor", "W2 1 client, floor (not pgtally): a statement-level trigger with a "
+               "transition table and a pinned search_path that does nothing", "tps", "n/a"),
+        Metric("w2_c16_empty_floor", "W2 16 clients, the same trigger that does nothing", "tps", "n/a"),
         Metric("w4_group_append", "W4 read one group through the view in append mode (after a compaction)",
                "ms", "<= 0.15 ms", _latency_at_most(0.15)),
         Metric("w4_global_append", "W4 read the global total through the view in append mode (after a "
@@ -153,6 +156,10 @@ def metrics(cfg: Config) -> list[Metric]:
         Metric("w3_delete", f"W3 DELETE 10% of {total} rows", "s", "<= 1.40x", _ratio_at_most(1.40)),
         Metric("w3_delete_reference", "W3 DELETE, reference (not pgtally): a hand-written trigger that "
                "aggregates the old rows and updates the existing user and global rows", "s", "n/a"),
+        Metric("w3_delete_floor_empty", "W3 DELETE, floor (not pgtally): a statement-level trigger with a "
+               "transition table that does nothing", "s", "n/a"),
+        Metric("w3_delete_floor_aggregate", "W3 DELETE, floor (not pgtally): a trigger that reads and "
+               "aggregates the old rows as pgtally does and writes nothing", "s", "n/a"),
         Metric("w4_group", "W4 read one group (baseline: GROUP BY source)", "ms", "<= 0.15 ms",
                _latency_at_most(0.15)),
         Metric("w4_global", "W4 read the global row (baseline: sum over source)", "ms", "<= 0.15 ms",
@@ -346,10 +353,15 @@ def run_w1_w3(conn: psycopg.Connection[Any], cfg: Config, results: Results, orde
         S1_ROLLUPS,
     )  # fmt: skip
     delete = lambda s: sql.SQL("DELETE FROM {}.user_actions WHERE {}").format(q(s), range_condition(cfg, 2))  # noqa: E731
-    reference_seconds = run_w3_delete_reference(conn, delete)
+    references = run_w3_delete_reference(conn, delete)
     write_phase(conn, results, "w3_delete", order, delete, S1_ROLLUPS)
-    results.add("w3_delete_reference", "baseline", results.values["w3_delete"]["baseline"][-1])
-    results.add("w3_delete_reference", "pgtally", reference_seconds)
+    for key, name in (
+        ("w3_delete_reference", "reference"),
+        ("w3_delete_floor_empty", "empty"),
+        ("w3_delete_floor_aggregate", "aggregate"),
+    ):
+        results.add(key, "baseline", results.values["w3_delete"]["baseline"][-1])
+        results.add(key, "pgtally", references[name])
     # Both copies went through the same statements: their sources must be equal.
     sums = [
         conn.execute(
@@ -397,16 +409,53 @@ FOR EACH STATEMENT EXECUTE FUNCTION {schema}.maintain();
 """
 
 
-def run_w3_delete_reference(conn: psycopg.Connection[Any], delete: Callable[[str], sql.Composable]) -> float:
-    """Seconds of W3's DELETE on a copy of the baseline table under DELETE_REFERENCE's trigger."""
+# What any statement-level trigger pays for W3's DELETE before it writes a stats row: each
+# runs the DELETE on the reference's copy, rolled back, before the reference's own.
+DELETE_FLOORS = {
+    "empty": "RETURN NULL;",
+    "aggregate": """
+    -- pgtally's one pass over the old rows (both rollups' grouping sets); nothing is written
+    PERFORM count(*) FROM (
+        SELECT o.user_id, count(*), sum(o.emissions_saved_lbs)
+        FROM old_rows AS o WHERE o.verified
+        GROUP BY GROUPING SETS ((), (o.user_id))
+    ) AS changes;
+    RETURN NULL;""",
+}
+
+
+def run_w3_delete_reference(
+    conn: psycopg.Connection[Any], delete: Callable[[str], sql.Composable]
+) -> dict[str, float]:
+    """Seconds of W3's DELETE on a copy of the baseline table under DELETE_REFERENCE's trigger
+    ("reference") and, rolled back, under each of DELETE_FLOORS' triggers."""
     schema = "bench_delete_ref"
     s1_schema(conn, schema)
     conn.execute(
         sql.SQL("INSERT INTO {}.user_actions SELECT * FROM {}.user_actions").format(q(schema), q(BASE))
     )
+    vacuum(conn)
+    measured = {}
+    for name, body in DELETE_FLOORS.items():
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION {0}.floor_trigger() RETURNS trigger LANGUAGE plpgsql "
+                "SET search_path = pg_catalog, pg_temp AS {1}; "
+                "CREATE TRIGGER floor_trigger AFTER DELETE ON {0}.user_actions REFERENCING OLD TABLE AS old_rows "
+                "FOR EACH STATEMENT EXECUTE FUNCTION {0}.floor_trigger()"
+            ).format(q(schema), sql.Literal(f"BEGIN\n    {body.strip()}\nEND"))
+        )
+        conn.execute("CHECKPOINT")
+        with conn.transaction(force_rollback=True):
+            start = time.perf_counter()
+            conn.execute(delete(schema))  # type: ignore[arg-type]
+            measured[name] = time.perf_counter() - start
+        log(f"  {'w3_delete':<12} {name:<8} {measured[name]:8.3f} s")
+        conn.execute(sql.SQL("DROP FUNCTION {}.floor_trigger() CASCADE").format(q(schema)))
+        vacuum(conn)
     conn.execute(DELETE_REFERENCE.format(schema=schema))  # type: ignore[arg-type]
     vacuum(conn)
-    seconds = timed(conn, delete(schema))
+    measured["reference"] = seconds = timed(conn, delete(schema))
     log(f"  {'w3_delete':<12} {'ref':<8} {seconds:8.3f} s")
     total = conn.execute(
         sql.SQL(
@@ -417,7 +466,7 @@ def run_w3_delete_reference(conn: psycopg.Connection[Any], delete: Callable[[str
     if total is None or total[0] is not True:
         raise BenchFailure("the W3 DELETE reference trigger's totals are wrong")
     conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(q(schema)))
-    return seconds
+    return measured
 
 
 PGBENCH_SCRIPT = """\\set u random(0, {last_user})
@@ -623,6 +672,13 @@ BEGIN
     INSERT INTO {schema}.user_deltas
     SELECT n.user_id, n.emissions_saved_lbs FROM new_rows AS n WHERE n.verified;
     RETURN NULL;
+END $$;
+""",
+    "empty": """
+CREATE FUNCTION {schema}.maintain() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN NULL;  -- the least a statement-level trigger with a transition table costs
 END $$;
 """,
     "upsert": """
@@ -868,12 +924,15 @@ to one row per group). Its append rows run it after `tally.set_mode(rollup, 'app
 both rollups while a second connection runs `tally.compact` on them every second (as a
 scheduled compact job would; its CPU counts against the writers'), and are checked exact
 with whatever is still pending; their reads follow a last compaction, and the rollups then
-go back to immediate mode. The W2 reference rows run the same script, for half as long,
-against two hand-written triggers in schemas of their own (`W2_REFERENCES` in
+go back to immediate mode. The W2 reference and floor rows run the same script, for half
+as long, against three hand-written triggers in schemas of their own (`W2_REFERENCES` in
 bench/run.py): not pgtally, and nothing readable by itself in the append one; they show
-what the least work a trigger can do costs on this machine. The W3 DELETE reference runs the
-same DELETE on a copy of the baseline table (taken just before it) under a hand-written
-trigger (`DELETE_REFERENCE`), against the baseline time. W4 runs after a leaderboard
+what the least work a trigger can do costs on this machine, down to a trigger that does
+nothing. The W3 DELETE reference runs the same DELETE on a copy of the baseline table
+(taken just before it) under a hand-written trigger (`DELETE_REFERENCE`), against the
+baseline time; before it, the two floor rows run that DELETE on the copy, rolled back,
+under a trigger that does nothing and under one that only reads and aggregates the old
+rows as pgtally does (`DELETE_FLOORS`). W4 runs after a leaderboard
 index `(total_emissions_lbs DESC, user_id)` is created on the stats table (the writes
 before it do not maintain that index); latencies are client round trips (psycopg,
 prepared, TCP on 127.0.0.1), so they include the round-trip floor shown by `SELECT 1`.

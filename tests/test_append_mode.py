@@ -121,6 +121,61 @@ def test_append_mode_moves_the_stats_behind_a_view_and_back(conn: psycopg.Connec
     assert conn.execute("SELECT * FROM tally.schema_drift()").fetchall() == []
 
 
+def test_one_row_writes_append_for_every_rollup_in_append_mode_in_one_statement(
+    conn: psycopg.Connection[Any],
+) -> None:
+    # two rollups in append mode (different filters and keys) share the one-row path's
+    # statement; the immediate and the deferred one keep theirs
+    conn.execute(
+        """
+        CREATE TABLE public.mixed (id bigserial PRIMARY KEY, g int, h int NOT NULL, v numeric(12, 2),
+                                   flag boolean NOT NULL DEFAULT true);
+        SELECT tally.create_rollup('mixed_by_g', source => 'public.mixed', group_by => ARRAY['g'],
+            measures => ARRAY['n = count(*)', 'total = sum(v)']);
+        SELECT tally.create_rollup('mixed_by_h', source => 'public.mixed', group_by => ARRAY['h3 = h % 3'],
+            measures => ARRAY['total = sum(v * 2)', 'mean = avg(v)'], filter => 'flag');
+        SELECT tally.create_rollup('mixed_overall', source => 'public.mixed',
+            measures => ARRAY['n = count(*)', 'total = sum(v)', 'low = min(v)']);
+        SELECT tally.create_rollup('mixed_later', source => 'public.mixed', group_by => ARRAY['h'],
+            measures => ARRAY['n = count(*)'], filter => 'v > 0');
+        """
+    )
+    conn.execute("SELECT tally.set_mode('mixed_later', 'deferred')")
+    appending(conn, "mixed_by_h", "mixed_by_g")
+    for event in ("insert", "delete"):
+        code = conn.execute(
+            "SELECT pg_get_functiondef(tally.generated_function('public.mixed', %s))", (event,)
+        ).fetchone()
+        assert code is not None
+        one_row_path = code[0].split("    ELSE\n")[0]
+        assert one_row_path.count("changes_mixed_by_g AS (") == 1, one_row_path
+        assert one_row_path.count("changes_mixed_by_h AS (") == 1, one_row_path
+        # the appends' statement, the immediate rollup's and the deferred one's
+        assert one_row_path.count("WITH ") == 3, one_row_path
+
+    writes = [
+        "INSERT INTO public.mixed (g, h, v) VALUES (1, 4, 2.50)",
+        "INSERT INTO public.mixed (g, h, v, flag) VALUES (NULL, 5, NULL, true)",
+        "INSERT INTO public.mixed (g, h, v, flag) VALUES (2, 6, -1.25, false)",
+        "INSERT INTO public.mixed (g, h, v, flag) SELECT i % 3, i, i / 4.0, i % 2 = 0 FROM generate_series(1, 12) i",
+        "DELETE FROM public.mixed WHERE id = 1",
+        "DELETE FROM public.mixed WHERE id = (SELECT min(id) FROM public.mixed WHERE NOT flag)",
+        "DELETE FROM public.mixed WHERE id = -1",
+        "UPDATE public.mixed SET g = g + 1, flag = NOT flag WHERE id % 4 = 0",
+        "DELETE FROM public.mixed WHERE h > 9",
+    ]
+    for statement in writes:
+        conn.execute(statement)
+        conn.execute("CALL tally.run_job('mixed_later', 'refresh')")
+        assert_exact(conn)
+    with pytest.raises(psycopg.errors.DivisionByZero), conn.transaction():
+        conn.execute("INSERT INTO public.mixed (g, h, v) VALUES (7, 7, 7)")
+        conn.execute("SELECT 1 / 0")
+    assert pending_rows(conn, "mixed_by_g") > 0 and pending_rows(conn, "mixed_by_h") > 0
+    conn.execute("SELECT tally.compact('mixed_by_g'), tally.compact('mixed_by_h')")
+    assert_exact(conn)
+
+
 def test_writers_of_one_group_do_not_wait_for_each_other(
     conn: psycopg.Connection[Any], connect: Callable[..., psycopg.Connection[Any]]
 ) -> None:
