@@ -157,6 +157,69 @@ def test_partitions_created_attached_and_detached_later_get_and_lose_the_trigger
     assert conn.execute("SELECT count(*) FROM tally.schema_drift()").fetchone() == (0,)
 
 
+def test_dropping_a_partition_or_the_source_warns_with_the_correction(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(EVENTS)
+    warnings: list[tuple[str, str]] = []
+    conn.add_notice_handler(
+        lambda d: (
+            warnings.append((str(d.message_primary), str(d.message_hint)))
+            if d.severity == "WARNING"
+            else None
+        )
+    )
+    conn.execute("CREATE TABLE public.unrelated (a int); DROP TABLE public.unrelated")
+    conn.execute("CREATE TABLE public.plain (k int NOT NULL)")
+    conn.execute(
+        "SELECT tally.create_rollup('plain_n', source => 'public.plain', measures => ARRAY['n = count(*)'])"
+    )
+    assert warnings == []
+
+    # a sub-partitioned partition goes with its partitions, in one warning; the rows it held
+    # are still counted until the hint's correction
+    dropped = conn.execute("SELECT count(*) FROM public.events_2026").fetchone()
+    assert dropped is not None and dropped[0] > 0
+    conn.execute("DROP TABLE public.events_2026")
+    rollups = "costs_by_kind_day, costs_of_a, costs_overall"
+    assert warnings == [
+        (
+            "pgtally: dropped partition(s) public.events_2026, public.events_2026_a, public.events_2026_other "
+            f"took their rows along without DML: the rollups {rollups} still count any they held",
+            "Correct them with: SELECT tally.reconcile('costs_by_kind_day', true); "
+            "SELECT tally.reconcile('costs_of_a', true); SELECT tally.reconcile('costs_overall', true); "
+            "To drop a partition with rows exactly, DELETE its rows first.",
+        )
+    ]
+    assert overall(conn)[1] == 300  # still counted
+    for statement in warnings[0][1].removeprefix("Correct them with: ").split("; ")[:3]:
+        conn.execute(statement)
+    assert overall(conn)[1] == 300 - dropped[0]
+    assert_exact(conn)
+
+    # as the hint says: an emptied partition drops exactly (the warning cannot tell)
+    conn.execute("DELETE FROM public.events_2025")
+    conn.execute("DROP TABLE public.events_2025")
+    assert len(warnings) == 2
+    assert_exact(conn)
+
+    # a dropped source: its rollups are named, with the calls that drop them
+    conn.execute("DROP TABLE public.events, public.plain")
+    assert warnings[2:] == [
+        (
+            f"pgtally: the dropped table public.events was the source of the rollups {rollups}, "
+            "which nothing maintains now",
+            "Drop them with: SELECT tally.drop_rollup('costs_by_kind_day'); "
+            "SELECT tally.drop_rollup('costs_of_a'); SELECT tally.drop_rollup('costs_overall');",
+        ),
+        (
+            "pgtally: the dropped table public.plain was the source of the rollups plain_n, "
+            "which nothing maintains now",
+            "Drop them with: SELECT tally.drop_rollup('plain_n');",
+        ),
+    ]
+    conn.execute("SELECT tally.drop_rollup(rollup_name) FROM tally.rollups")
+    assert conn.execute("SELECT count(*) FROM tally.rollups").fetchone() == (0,)
+
+
 def test_without_the_event_trigger_drift_names_new_partitions_until_regenerated(
     conn: psycopg.Connection[Any],
 ) -> None:

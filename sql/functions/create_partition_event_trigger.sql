@@ -1,10 +1,12 @@
 -- tally.create_partition_event_trigger() RETURNS void
 --
--- (Re)creates the event trigger tally_partition_ddl, which runs
--- tally.keep_partitions_maintained() at the end of CREATE TABLE and ALTER TABLE. Only a
--- superuser may make an event trigger: the installer calls this when it is one, and a
--- superuser can call it later for a database that a non-superuser installed
--- (tally.schema_drift() reports it missing while a rollup source is partitioned).
+-- (Re)creates pgtally's event triggers: tally_partition_ddl, which runs
+-- tally.keep_partitions_maintained() at the end of CREATE TABLE and ALTER TABLE, and
+-- tally_table_drop, which runs tally.check_dropped_tables() when DROP TABLE, DROP SCHEMA
+-- or DROP OWNED removes tables. Only a superuser may make an event trigger: the installer
+-- calls this when it is one, and a superuser can call it later for a database that a
+-- non-superuser installed (tally.schema_drift() reports them missing while a rollup
+-- source is partitioned).
 -- Security: invoker (needs superuser). Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.create_partition_event_trigger()
 RETURNS void
@@ -16,8 +18,12 @@ BEGIN
     CREATE EVENT TRIGGER tally_partition_ddl ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
     EXECUTE FUNCTION tally.keep_partitions_maintained();
+    DROP EVENT TRIGGER IF EXISTS tally_table_drop;
+    CREATE EVENT TRIGGER tally_table_drop ON sql_drop
+    WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+    EXECUTE FUNCTION tally.check_dropped_tables();
 END;
 $function$;
 
 COMMENT ON FUNCTION tally.create_partition_event_trigger() IS
-'(Re)creates the event trigger that keeps partitions of rollup sources maintained (superuser)';
+'(Re)creates the event triggers that keep partitions of rollup sources maintained and warn about dropped ones (superuser)';

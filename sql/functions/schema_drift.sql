@@ -10,7 +10,8 @@
 --     other, which only reconciliation can see), on the source or on one of its
 --     partitions (one created or attached after the rollups has none until regenerated);
 --   * a source that is itself a partition: writes through its parent fire none of its triggers;
---   * the event trigger tally_partition_ddl missing or disabled while a source is partitioned;
+--   * the event trigger tally_partition_ddl or tally_table_drop missing or disabled while a
+--     source is partitioned;
 --   * a stats table missing, or a stats column missing or of another type.
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.schema_drift()
@@ -78,17 +79,21 @@ BEGIN
         END LOOP;
     END LOOP;
 
-    -- without the event trigger, partitions made later get no triggers until regenerated
+    -- without the event triggers, partitions made later get no triggers until regenerated,
+    -- and a dropped partition's rows stay counted without a word
     RETURN QUERY
-    SELECT 'event trigger', 'tally_partition_ddl',
-           CASE WHEN e.oid IS NULL THEN 'missing: partitions created or attached later get no triggers; '
-                                        'a superuser can run SELECT tally.create_partition_event_trigger()'
-                ELSE 'disabled: partitions created or attached later get no triggers' END
-    FROM (SELECT 1) AS one
-    LEFT JOIN pg_catalog.pg_event_trigger AS e ON e.evtname = 'tally_partition_ddl'
+    SELECT 'event trigger', expected.name,
+           CASE WHEN e.oid IS NULL THEN format('missing: %s; a superuser can run SELECT tally.create_partition_event_trigger()',
+                                               expected.loss)
+                ELSE 'disabled: ' || expected.loss END
+    FROM (VALUES ('tally_partition_ddl', 'partitions created or attached later get no triggers'),
+                 ('tally_table_drop', 'dropping a partition that holds rows goes without a warning'))
+         AS expected (name, loss)
+    LEFT JOIN pg_catalog.pg_event_trigger AS e ON e.evtname = expected.name
     WHERE (e.oid IS NULL OR e.evtenabled = 'D')
       AND EXISTS (SELECT FROM tally.rollup_sources AS s JOIN pg_catalog.pg_class AS c ON c.oid = s.source_table
-                  WHERE c.relkind = 'p');
+                  WHERE c.relkind = 'p')
+    ORDER BY expected.name;
 
     -- statements that name a table above the source fire only that table's triggers
     RETURN QUERY

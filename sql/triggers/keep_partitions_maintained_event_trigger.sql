@@ -1,9 +1,11 @@
--- Event trigger tally_partition_ddl: runs tally.keep_partitions_maintained() at the end of
--- CREATE TABLE and ALTER TABLE, so partitions created, attached or detached under a rollup
--- source get or lose its triggers with the DDL (tally.create_partition_event_trigger).
+-- Event triggers tally_partition_ddl and tally_table_drop (tally.create_partition_event_trigger):
+-- the first runs tally.keep_partitions_maintained() at the end of CREATE TABLE and ALTER
+-- TABLE, so partitions created, attached or detached under a rollup source get or lose
+-- its triggers with the DDL; the second runs tally.check_dropped_tables() when a DROP
+-- removes a rollup source or a partition of one, and warns.
 -- Only a superuser can make an event trigger: installed by another role, pgtally goes
--- without it and says so; tally.schema_drift() reports it missing while a rollup source
--- is partitioned, and a superuser can make it later. Recreated when this file changes.
+-- without them and says so; tally.schema_drift() reports them missing while a rollup source
+-- is partitioned, and a superuser can make them later. Recreated when this file changes.
 DO $install$
 BEGIN
     IF (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) THEN
