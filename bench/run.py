@@ -121,6 +121,8 @@ def metrics(cfg: Config) -> list[Metric]:
                _ratio_at_most(1.10)),
         Metric("w1_full", f"W1 INSERT ... SELECT {n} rows into a table with {n} rows", "s", "<= 1.10x",
                _ratio_at_most(1.10)),
+        Metric("w1_empty_floor", "W1 into an empty table, floor (not pgtally): a statement-level trigger "
+               "with a transition table that does nothing", "s", "n/a"),
         Metric("w2_c1", "W2 pgbench one-row inserts, 1 client (TPS), one row per group", "tps",
                "n/a (default)"),
         Metric("w2_c16", "W2 pgbench one-row inserts, 16 clients (TPS), one row per group", "tps",
@@ -336,6 +338,8 @@ def write_phase(
 def run_w1_w3(conn: psycopg.Connection[Any], cfg: Config, results: Results, order: tuple[str, ...]) -> None:
     n = cfg.rows
     write_phase(conn, results, "w1_empty", order, lambda s: insert_stage_sql(s, 1, n), S1_ROLLUPS)
+    results.add("w1_empty_floor", "baseline", results.values["w1_empty"]["baseline"][-1])
+    results.add("w1_empty_floor", "pgtally", run_w1_floor(conn, n))
     write_phase(conn, results, "w1_full", order, lambda s: insert_stage_sql(s, n + 1, 2 * n), S1_ROLLUPS)
     write_phase(
         conn, results, "w3_update", order,
@@ -409,6 +413,33 @@ FOR EACH STATEMENT EXECUTE FUNCTION {schema}.maintain();
 """
 
 
+def create_floor_trigger(conn: psycopg.Connection[Any], schema: str, event: str, body: str) -> None:
+    """A statement-level trigger floor_trigger on schema.user_actions for event ('INSERT' or
+    'DELETE'), with a transition table, running plpgsql `body` (not pgtally)."""
+    transition = "NEW TABLE AS new_rows" if event == "INSERT" else "OLD TABLE AS old_rows"
+    conn.execute(
+        sql.SQL(
+            "CREATE FUNCTION {0}.floor_trigger() RETURNS trigger LANGUAGE plpgsql "
+            "SET search_path = pg_catalog, pg_temp AS {1}; "
+            "CREATE TRIGGER floor_trigger AFTER {2} ON {0}.user_actions REFERENCING {3} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION {0}.floor_trigger()"
+        ).format(
+            q(schema), sql.Literal(f"BEGIN\n    {body.strip()}\nEND"), sql.SQL(event), sql.SQL(transition)
+        )
+    )
+
+
+def run_w1_floor(conn: psycopg.Connection[Any], n: int) -> float:
+    """Seconds of W1's insert into an empty table under a trigger that does nothing."""
+    schema = "bench_insert_floor"
+    s1_schema(conn, schema)
+    create_floor_trigger(conn, schema, "INSERT", "RETURN NULL;")
+    seconds = timed(conn, insert_stage_sql(schema, 1, n))
+    log(f"  {'w1_empty':<12} {'floor':<8} {seconds:8.3f} s")
+    conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(q(schema)))
+    return seconds
+
+
 # What any statement-level trigger pays for W3's DELETE before it writes a stats row: each
 # runs the DELETE on the reference's copy, rolled back, before the reference's own.
 DELETE_FLOORS = {
@@ -437,14 +468,7 @@ def run_w3_delete_reference(
     vacuum(conn)
     measured = {}
     for name, body in DELETE_FLOORS.items():
-        conn.execute(
-            sql.SQL(
-                "CREATE FUNCTION {0}.floor_trigger() RETURNS trigger LANGUAGE plpgsql "
-                "SET search_path = pg_catalog, pg_temp AS {1}; "
-                "CREATE TRIGGER floor_trigger AFTER DELETE ON {0}.user_actions REFERENCING OLD TABLE AS old_rows "
-                "FOR EACH STATEMENT EXECUTE FUNCTION {0}.floor_trigger()"
-            ).format(q(schema), sql.Literal(f"BEGIN\n    {body.strip()}\nEND"))
-        )
+        create_floor_trigger(conn, schema, "DELETE", body)
         conn.execute("CHECKPOINT")
         with conn.transaction(force_rollback=True):
             start = time.perf_counter()
@@ -915,7 +939,8 @@ Targets missed: {", ".join(missed) if missed else "none"}.
 Workload details: S1 schema; rollups `user_emissions` (per user: sum and count over
 verified rows) and `global_emissions` (global sum over verified rows); 10,000 users,
 75% of rows verified. W1 inserts from a pre-generated staging table (so the baseline time
-is the insert alone). W3 picks its 10% by a `logged_at` range (one sequential scan); the
+is the insert alone); its floor row inserts the same rows into an empty copy under a
+trigger that does nothing. W3 picks its 10% by a `logged_at` range (one sequential scan); the
 user move maps each user to the next one. W2 inserts one row per transaction through
 `pgbench -M prepared`, `-j` 1 or 2, into the table left by W3; its slots rows run the
 same script after `tally.set_slots(rollup, 16)` on both rollups, against the baseline TPS of
