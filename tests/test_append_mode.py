@@ -133,7 +133,8 @@ def test_one_row_writes_append_for_every_rollup_in_append_mode_in_one_statement(
         SELECT tally.create_rollup('mixed_by_g', source => 'public.mixed', group_by => ARRAY['g'],
             measures => ARRAY['n = count(*)', 'total = sum(v)']);
         SELECT tally.create_rollup('mixed_by_h', source => 'public.mixed', group_by => ARRAY['h3 = h % 3'],
-            measures => ARRAY['total = sum(v * 2)', 'mean = avg(v)'], filter => 'flag');
+            measures => ARRAY['total = sum(v * 2)', 'mean = avg(v)'], filter => 'flag',
+            stats_table => 'public."FROM changes AS c"');  -- a name that is also generated text
         SELECT tally.create_rollup('mixed_overall', source => 'public.mixed',
             measures => ARRAY['n = count(*)', 'total = sum(v)', 'low = min(v)']);
         SELECT tally.create_rollup('mixed_later', source => 'public.mixed', group_by => ARRAY['h'],

@@ -174,16 +174,16 @@ def test_dropping_a_partition_or_the_source_warns_with_the_correction(conn: psyc
     )
     assert warnings == []
 
-    # a sub-partitioned partition goes with its partitions, in one warning; the rows it held
-    # are still counted until the hint's correction
+    # a sub-partitioned partition goes with its partitions; the rows it held are still
+    # counted until the hint's correction
     dropped = conn.execute("SELECT count(*) FROM public.events_2026").fetchone()
     assert dropped is not None and dropped[0] > 0
     conn.execute("DROP TABLE public.events_2026")
     rollups = "costs_by_kind_day, costs_of_a, costs_overall"
     assert warnings == [
         (
-            "pgtally: dropped partition(s) public.events_2026, public.events_2026_a, public.events_2026_other "
-            f"took their rows along without DML: the rollups {rollups} still count any they held",
+            "pgtally: dropping partition(s) public.events_2026 takes their rows along without DML: "
+            f"the rollups {rollups} still count any they held",
             "Correct them with: SELECT tally.reconcile('costs_by_kind_day', true); "
             "SELECT tally.reconcile('costs_of_a', true); SELECT tally.reconcile('costs_overall', true); "
             "To drop a partition with rows exactly, DELETE its rows first.",
@@ -201,23 +201,87 @@ def test_dropping_a_partition_or_the_source_warns_with_the_correction(conn: psyc
     assert len(warnings) == 2
     assert_exact(conn)
 
-    # a dropped source: its rollups are named, with the calls that drop them
+    # dropped sources: their rollups are named, with the calls that drop them
     conn.execute("DROP TABLE public.events, public.plain")
     assert warnings[2:] == [
         (
-            f"pgtally: the dropped table public.events was the source of the rollups {rollups}, "
-            "which nothing maintains now",
+            f"pgtally: dropping public.events leaves its rollups {rollups} with nothing to maintain them",
             "Drop them with: SELECT tally.drop_rollup('costs_by_kind_day'); "
             "SELECT tally.drop_rollup('costs_of_a'); SELECT tally.drop_rollup('costs_overall');",
         ),
         (
-            "pgtally: the dropped table public.plain was the source of the rollups plain_n, "
-            "which nothing maintains now",
+            "pgtally: dropping public.plain leaves its rollups plain_n with nothing to maintain them",
             "Drop them with: SELECT tally.drop_rollup('plain_n');",
         ),
     ]
+    drift = conn.execute("SELECT object_type, object_name, problem FROM tally.schema_drift()").fetchall()
+    assert drift == [
+        ("source", "public.events", f"dropped: nothing maintains its rollups {rollups}; drop them with "
+         + warnings[2][1].removeprefix("Drop them with: ")),
+        ("source", "public.plain", "dropped: nothing maintains its rollups plain_n; drop them with "
+         "SELECT tally.drop_rollup('plain_n');"),
+    ]  # fmt: skip
     conn.execute("SELECT tally.drop_rollup(rollup_name) FROM tally.rollups")
     assert conn.execute("SELECT count(*) FROM tally.rollups").fetchone() == (0,)
+
+    # DROP SCHEMA ... CASCADE takes the stats tables (a view and its tables in append
+    # mode) along; partitions without marker triggers (the rollups read no column) went
+    # with their source and get no warning of their own
+    warnings.clear()
+    conn.execute(
+        """
+        CREATE SCHEMA app;
+        CREATE TABLE app.src (id int NOT NULL, g int) PARTITION BY RANGE (id);
+        CREATE TABLE app.src_1 PARTITION OF app.src FOR VALUES FROM (0) TO (10);
+        CREATE TABLE app.src_2 PARTITION OF app.src FOR VALUES FROM (10) TO (20);
+        SELECT tally.create_rollup('app_n', source => 'app.src', measures => ARRAY['n = count(*)']);
+        SELECT tally.create_rollup('app_by_g', source => 'app.src', group_by => ARRAY['g'],
+                                   measures => ARRAY['n = count(*)']);
+        SELECT tally.set_mode('app_by_g', 'append');
+        INSERT INTO app.src VALUES (1, 1), (12, 2);
+        """
+    )
+    conn.execute("DROP SCHEMA app CASCADE")
+    assert [message for message, _ in warnings] == [
+        "pgtally: dropping app.src leaves its rollups app_by_g, app_n with nothing to maintain them"
+    ]
+    conn.execute("SELECT tally.drop_rollup('app_by_g'), tally.drop_rollup('app_n')")
+    assert conn.execute("SELECT count(*) FROM tally.schema_drift()").fetchone() == (0,)
+
+
+def test_dropping_a_partition_of_another_roles_source_warns_without_names(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute(EVENTS)
+    conn.execute("CREATE ROLE pgtally_t_partowner")
+    warnings: list[str] = []
+    conn.add_notice_handler(
+        lambda d: warnings.append(str(d.message_primary)) if d.severity == "WARNING" else None
+    )
+    try:
+        conn.execute("ALTER TABLE public.events_2025 OWNER TO pgtally_t_partowner")
+        conn.execute("ALTER TABLE public.events_2026_a OWNER TO pgtally_t_partowner")
+        with conn.transaction():
+            conn.execute("SET LOCAL ROLE pgtally_t_partowner")  # no usage on schema tally
+            conn.execute("DROP TABLE public.events_2025")
+        assert len(warnings) == 1 and warnings[0].startswith(
+            "pgtally: could not tell which rollups count the rows of the dropped tables public.events_2025: "
+        ), warnings
+        conn.execute("SELECT tally.grant_usage('pgtally_t_partowner')")
+        with conn.transaction():
+            conn.execute("SET LOCAL ROLE pgtally_t_partowner")  # row security hides the rollups
+            assert conn.execute("SELECT count(*) FROM tally.rollups").fetchone() == (0,)
+            conn.execute("DROP TABLE public.events_2026_a")
+        assert warnings[1:] == [
+            "pgtally: dropping partition(s) public.events_2026_a takes their rows along without DML: "
+            "the rollups of their source still count any they held"
+        ]
+        conn.execute("SELECT tally.reconcile(rollup_name, true) FROM tally.rollups")
+        assert_exact(conn)
+    finally:
+        conn.execute("REASSIGN OWNED BY pgtally_t_partowner TO CURRENT_USER")
+        conn.execute("DROP OWNED BY pgtally_t_partowner")
+        conn.execute("DROP ROLE IF EXISTS pgtally_t_partowner")
 
 
 def test_without_the_event_trigger_drift_names_new_partitions_until_regenerated(

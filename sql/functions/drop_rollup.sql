@@ -5,7 +5,8 @@
 -- jobs (pg_cron jobs included), pending invalidations and its stats table (with its slot
 -- and pending tables) unless p_keep_stats, which keeps them as they are.
 -- Only a member of the source table's owner role may drop it. Works after the source
--- table itself was dropped, too.
+-- table itself was dropped, too, also when its stats tables went with it (DROP SCHEMA ...
+-- CASCADE, DROP OWNED).
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.drop_rollup(p_rollup text, p_keep_stats boolean DEFAULT FALSE)
 RETURNS void
@@ -15,6 +16,8 @@ AS $function$
 DECLARE
     v_rollup tally.rollups%ROWTYPE;
     v_source_exists boolean;
+    v_relation regclass;
+    v_kind "char";
 BEGIN
     v_rollup := tally.rollup_to_change(p_rollup, 'drop');
 
@@ -31,18 +34,22 @@ BEGIN
     IF v_source_exists OR NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.source_table = v_rollup.source_table) THEN
         PERFORM tally.install_maintenance(v_rollup.source_table);
     END IF;
-    IF NOT coalesce(p_keep_stats, false) AND v_rollup.slot_table IS NOT NULL THEN
-        EXECUTE format('DROP VIEW %s', v_rollup.stats_table);
-        EXECUTE format('DROP TABLE %s', v_rollup.slot_table);
-        IF v_rollup.pending_table IS NOT NULL THEN
-            EXECUTE format('DROP TABLE %s', v_rollup.pending_table);
+    -- the stats view (over slots) or table, then the slot and pending tables; those that a
+    -- DROP SCHEMA ... CASCADE or DROP OWNED took along are gone already
+    FOR v_relation, v_kind IN
+        SELECT c.oid::regclass, c.relkind
+        FROM unnest(ARRAY[v_rollup.stats_table, v_rollup.slot_table, v_rollup.pending_table]) WITH ORDINALITY
+             AS u (relation, position)
+        JOIN pg_catalog.pg_class AS c ON c.oid = u.relation
+        ORDER BY u.position
+    LOOP
+        IF NOT coalesce(p_keep_stats, false) THEN
+            EXECUTE format('DROP %s %s', CASE v_kind WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END, v_relation);
+        ELSIF v_relation = v_rollup.stats_table THEN
+            EXECUTE format('COMMENT ON %s %s IS %L', CASE v_kind WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END,
+                           v_relation, format('Former pgtally rollup %s: no longer maintained', p_rollup));
         END IF;
-    ELSIF NOT coalesce(p_keep_stats, false) THEN
-        EXECUTE format('DROP TABLE %s', v_rollup.stats_table);
-    ELSE
-        EXECUTE format('COMMENT ON %s %s IS %L', CASE WHEN v_rollup.slot_table IS NULL THEN 'TABLE' ELSE 'VIEW' END,
-                       v_rollup.stats_table, format('Former pgtally rollup %s: no longer maintained', p_rollup));
-    END IF;
+    END LOOP;
 END;
 $function$;
 

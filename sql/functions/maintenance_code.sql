@@ -20,7 +20,7 @@ BEGIN
         CROSS JOIN unnest(ARRAY['insert', 'update', 'delete', 'truncate']) WITH ORDINALITY AS e(event, o)
         JOIN pg_catalog.pg_proc AS p
             ON p.proname = s.function_prefix || '_' || e.event
-           AND p.pronamespace = s.function_schema::regnamespace
+           AND p.pronamespace = (SELECT n.oid FROM pg_catalog.pg_namespace AS n WHERE n.nspname = s.function_schema)
         WHERE s.source_table = v_source
     );
 END;

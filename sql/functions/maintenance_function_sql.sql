@@ -617,8 +617,19 @@ E'changes_%1$s AS (\n'
                 v_rollup.rollup_name,
                 array_to_string(v_one_row_changes, E',\n               '),
                 v_one_row_inners[v_rollup_index]);
-            v_together_upserts := v_together_upserts || replace(v_one_row_upserts[v_rollup_index],
-                'FROM changes AS c', format('FROM changes_%s AS c', v_rollup.rollup_name));
+            -- the one-row append above, reading its own CTE
+            v_together_upserts := v_together_upserts || format(
+E'upsert_%1$s AS (\n'
+'        -- rollup %1$s (append mode): append this statement''s changes to %2$s\n'
+'        INSERT INTO %2$s AS s (%3$s)\n'
+'        SELECT %4$s\n'
+'        FROM changes_%1$s AS c\n'
+'        WHERE c.%5$s_touched > 0\n'
+'    )',
+                v_rollup.rollup_name, v_rollup.pending_table::text,
+                array_to_string(v_insert_columns, ', '),
+                array_to_string(v_select_columns, ', '),
+                v_prefix);
         END IF;
 
         v_declares := v_declares || format('v_%s_changed bigint;  -- groups of rollup %s changed',

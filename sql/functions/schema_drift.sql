@@ -10,6 +10,7 @@
 --     other, which only reconciliation can see), on the source or on one of its
 --     partitions (one created or attached after the rollups has none until regenerated);
 --   * a source that is itself a partition: writes through its parent fire none of its triggers;
+--   * a source dropped since: one row names its rollups, with the calls that drop them;
 --   * the event trigger tally_partition_ddl or tally_table_drop missing or disabled while a
 --     source is partitioned;
 --   * a stats table missing, or a stats column missing or of another type.
@@ -39,14 +40,30 @@ BEGIN
     WHERE f.definition_md5 IS DISTINCT FROM p.definition_md5
     ORDER BY 2;
 
-    FOR v_source IN SELECT s.* FROM tally.rollup_sources AS s ORDER BY s.source_table::text LOOP
+    -- a source dropped since (DROP TABLE, DROP SCHEMA ... CASCADE): one row says so
+    RETURN QUERY
+    SELECT 'source', coalesce(min(r.definition ->> 'source'), s.source_table::text),
+           format('dropped: nothing maintains its rollups %s; drop them with %s',
+                  string_agg(r.rollup_name, ', ' ORDER BY r.rollup_name),
+                  string_agg(format('SELECT tally.drop_rollup(%L);', r.rollup_name), ' ' ORDER BY r.rollup_name))
+    FROM tally.rollup_sources AS s
+    JOIN tally.rollups AS r ON r.source_table = s.source_table
+    WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = s.source_table)
+    GROUP BY s.source_table
+    ORDER BY 2;
+
+    FOR v_source IN
+        SELECT s.* FROM tally.rollup_sources AS s
+        WHERE EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = s.source_table)
+        ORDER BY s.source_table::text
+    LOOP
         FOREACH v_event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
             v_expected := substring(tally.maintenance_function_sql(v_source.source_table, v_event)
                                     FROM '\$generated\$(.*)\$generated\$');
             SELECT p.prosrc INTO v_installed
             FROM pg_catalog.pg_proc AS p
             WHERE p.proname = v_source.function_prefix || '_' || v_event
-              AND p.pronamespace = v_source.function_schema::regnamespace;
+              AND p.pronamespace = (SELECT n.oid FROM pg_catalog.pg_namespace AS n WHERE n.nspname = v_source.function_schema);
             IF v_installed IS NULL THEN
                 RETURN QUERY SELECT 'generated function', format('%I.%I', v_source.function_schema,
                     v_source.function_prefix || '_' || v_event), 'missing';
@@ -118,7 +135,8 @@ BEGIN
     CROSS JOIN LATERAL tally.stats_columns(r.rollup_name) AS c
     LEFT JOIN pg_catalog.pg_attribute AS a
         ON a.attrelid = r.stats_table AND a.attname = c.column_name AND NOT a.attisdropped
-    WHERE a.attname IS NULL OR format_type(a.atttypid, a.atttypmod) <> c.column_type
+    WHERE (a.attname IS NULL OR format_type(a.atttypid, a.atttypmod) <> c.column_type)
+      AND EXISTS (SELECT FROM pg_catalog.pg_class AS src WHERE src.oid = r.source_table)  -- else reported above
     ORDER BY 2;
 END;
 $function$;

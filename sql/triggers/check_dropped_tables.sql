@@ -3,18 +3,24 @@
 -- Runs when DROP TABLE, DROP SCHEMA or DROP OWNED removes tables (event trigger
 -- tally_table_drop). A dropped table that carried pgtally's maintenance triggers was a
 -- rollup source or a partition of one, and its rows went without any DML:
---   * a dropped source leaves its rollups unmaintained: a WARNING names them, with the
---     tally.drop_rollup calls that remove them;
---   * a dropped partition's rows, if it held any, are still counted by the rollups of
---     its source (by now they cannot be told apart): a WARNING names the partition, with
---     the tally.reconcile calls that correct those rollups (a scheduled reconcile job with
---     auto_correct does too). The partition's UPDATE OF marker triggers, dropped with it,
---     name the rollups; a partition without them is put down to every partitioned source
---     still in place.
--- One warning per source, and one for the partitions of a source (a sub-partitioned
--- partition goes with its own partitions). A DROP that removes no such table costs one
--- look at the dropped objects. It never fails the user's DDL: a problem becomes a WARNING.
--- Security: invoker (the DDL's role). Since: 0.1.0
+--   * a dropped source leaves its rollups with nothing to maintain them: a WARNING names
+--     them, with the tally.drop_rollup calls that remove them;
+--   * a dropped partition's rows, if it held any, are still counted by the rollups of its
+--     source (by now they cannot be told apart): a WARNING names the partition, with the
+--     tally.reconcile calls that correct those rollups (a scheduled reconcile job with
+--     auto_correct does too).
+-- Which source a partition belonged to is no longer in the catalogue: its UPDATE OF
+-- marker triggers, dropped with it, name rollups of the source; without them it is the
+-- partitioned source still in place, or one of several (the warning says so). Partitions
+-- dropped along with their source or with a partition above them (DROP TABLE of either)
+-- get no warning of their own. One warning per source and per set of partitions counted
+-- by the same rollups. A DROP that removes no table with pgtally's triggers costs one
+-- look at the dropped objects. The warnings come before the DROP commits (a DROP rolled
+-- back later has warned too), and never fail it: a problem becomes a WARNING.
+-- Security: invoker (the DDL's role: row-level security on the catalogue shows it the
+-- rollups of its own sources; a partition of another role's source gets a warning without
+-- names).
+-- Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.check_dropped_tables()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -22,72 +28,93 @@ SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
     v_dropped record;
+    v_tables text;
 BEGIN
     -- most DROPs stop here: no table went with a tally_maintain_insert trigger
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() AS g
                    WHERE g.object_type = 'trigger' AND g.address_names[3] = 'tally_maintain_insert') THEN
         RETURN;
     END IF;
+    v_tables := (SELECT string_agg(t.object_identity, ', ' ORDER BY t.object_identity)
+                 FROM pg_catalog.pg_event_trigger_dropped_objects() AS t WHERE t.object_type = 'table');
     BEGIN
         FOR v_dropped IN
             WITH dropped AS (
-                SELECT t.objid AS table_oid, t.object_identity AS table_name,
+                SELECT t.objid AS table_oid, t.object_identity AS table_name, t.original,
                        -- the rollups named by the UPDATE OF marker triggers dropped with it
                        ARRAY(SELECT substr(m.address_names[3], length('tally_columns_') + 1)
                              FROM pg_catalog.pg_event_trigger_dropped_objects() AS m
                              WHERE m.object_type = 'trigger' AND m.address_names[1:2] = t.address_names
-                               AND m.address_names[3] LIKE 'tally\_columns\_%') AS marked_rollups
+                               AND m.address_names[3] LIKE 'tally\_columns\_%') AS marked_rollups,
+                       -- rollups of its own: it was their source
+                       ARRAY(SELECT r.rollup_name FROM tally.rollups AS r
+                             WHERE r.source_table = t.objid ORDER BY r.rollup_name) AS own_rollups
                 FROM pg_catalog.pg_event_trigger_dropped_objects() AS t
                 WHERE t.object_type = 'table'
                   AND EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() AS g
                               WHERE g.object_type = 'trigger'
                                 AND g.address_names = t.address_names || 'tally_maintain_insert'::text)
             ),
-            counted_by AS (
-                SELECT d.table_name, s.is_source,
-                       coalesce(s.rollups, p.rollups) AS rollups
+            partitions AS (
+                -- a partition named by the DROP (or all of them, for DROP SCHEMA and DROP
+                -- OWNED), and the partitioned sources still in place it may have belonged to
+                SELECT d.table_name,
+                       ARRAY(SELECT DISTINCT r.source_table
+                             FROM tally.rollups AS r
+                             JOIN pg_catalog.pg_class AS c ON c.oid = r.source_table AND c.relkind = 'p'
+                             WHERE CASE WHEN cardinality(d.marked_rollups) > 0 THEN r.rollup_name = ANY (d.marked_rollups)
+                                        ELSE NOT EXISTS (SELECT FROM dropped AS s WHERE cardinality(s.own_rollups) > 0) END
+                       ) AS sources,
+                       -- none, and rightly so: it went with its source (this DROP's, or the one
+                       -- its markers name)
+                       EXISTS (SELECT FROM dropped AS s WHERE cardinality(s.own_rollups) > 0)
+                       OR EXISTS (SELECT FROM tally.rollups AS r WHERE r.rollup_name = ANY (d.marked_rollups))
+                       AS source_known
                 FROM dropped AS d
-                -- a source: its own rollups
-                LEFT JOIN LATERAL (
-                    SELECT true AS is_source, array_agg(r.rollup_name ORDER BY r.rollup_name) AS rollups
-                    FROM tally.rollups AS r WHERE r.source_table = d.table_oid
-                    HAVING count(*) > 0
-                ) AS s ON true
-                -- a partition: the rollups of its source (none when the source went too)
-                LEFT JOIN LATERAL (
-                    SELECT array_agg(r.rollup_name ORDER BY r.rollup_name) AS rollups
-                    FROM tally.rollups AS r
-                    JOIN pg_catalog.pg_class AS c ON c.oid = r.source_table AND c.relkind = 'p'
-                    WHERE cardinality(d.marked_rollups) = 0
-                       OR r.source_table IN (SELECT m.source_table FROM tally.rollups AS m
-                                             WHERE m.rollup_name = ANY (d.marked_rollups))
-                    HAVING count(*) > 0
-                ) AS p ON s.is_source IS NULL
+                WHERE cardinality(d.own_rollups) = 0
+                  AND (d.original OR NOT EXISTS (SELECT FROM dropped AS o WHERE o.original))
             )
-            -- one warning per source, or per set of partitions counted by the same rollups
-            SELECT coalesce(c.is_source, false) AS is_source, c.rollups,
-                   string_agg(c.table_name, ', ' ORDER BY c.table_name) AS table_names
-            FROM counted_by AS c
-            WHERE c.rollups IS NOT NULL
-            GROUP BY 1, 2, CASE WHEN c.is_source THEN c.table_name END
-            ORDER BY 3
+            SELECT true AS is_source, d.table_name AS table_names, d.own_rollups AS rollups, 1 AS source_count
+            FROM dropped AS d WHERE cardinality(d.own_rollups) > 0
+            UNION ALL
+            SELECT false, string_agg(p.table_name, ', ' ORDER BY p.table_name),
+                   ARRAY(SELECT r.rollup_name FROM tally.rollups AS r
+                         WHERE r.source_table = ANY (p.sources) ORDER BY r.rollup_name),
+                   cardinality(p.sources)
+            FROM partitions AS p
+            WHERE cardinality(p.sources) > 0 OR NOT p.source_known
+            GROUP BY p.sources
+            ORDER BY 2
         LOOP
             IF v_dropped.is_source THEN
-                RAISE WARNING 'pgtally: the dropped table % was the source of the rollups %, which nothing maintains now',
+                RAISE WARNING 'pgtally: dropping % leaves its rollups % with nothing to maintain them',
                     v_dropped.table_names, array_to_string(v_dropped.rollups, ', ')
                     USING HINT = 'Drop them with: ' || (SELECT string_agg(format('SELECT tally.drop_rollup(%L);', r), ' ')
                                                        FROM unnest(v_dropped.rollups) AS r);
-            ELSE
-                RAISE WARNING 'pgtally: dropped partition(s) % took their rows along without DML: the rollups % still count any they held',
+            ELSIF v_dropped.source_count = 1 THEN
+                RAISE WARNING 'pgtally: dropping partition(s) % takes their rows along without DML: the rollups % still count any they held',
                     v_dropped.table_names, array_to_string(v_dropped.rollups, ', ')
                     USING HINT = 'Correct them with: ' || (SELECT string_agg(format('SELECT tally.reconcile(%L, true);', r), ' ')
                                                           FROM unnest(v_dropped.rollups) AS r)
                                  || ' To drop a partition with rows exactly, DELETE its rows first.';
+            ELSIF v_dropped.source_count > 1 THEN
+                RAISE WARNING 'pgtally: dropping partition(s) % takes their rows along without DML: the rollups of their source, one of those of %, still count any they held',
+                    v_dropped.table_names, array_to_string(v_dropped.rollups, ', ')
+                    USING HINT = 'Correct those of their source with tally.reconcile(rollup, true), one of: '
+                                 || (SELECT string_agg(format('SELECT tally.reconcile(%L, true);', r), ' ')
+                                     FROM unnest(v_dropped.rollups) AS r)
+                                 || ' To drop a partition with rows exactly, DELETE its rows first.';
+            ELSE
+                -- no rollup in sight: another role's source
+                RAISE WARNING 'pgtally: dropping partition(s) % takes their rows along without DML: the rollups of their source still count any they held',
+                    v_dropped.table_names
+                    USING HINT = 'The owner of their source can correct its rollups with SELECT tally.reconcile(rollup, true).'
+                                 || ' To drop a partition with rows exactly, DELETE its rows first.';
             END IF;
         END LOOP;
     EXCEPTION WHEN OTHERS THEN
-        RAISE WARNING 'pgtally could not tell which rollups counted the rows of the tables dropped: %', SQLERRM
-            USING HINT = 'SELECT * FROM tally.reconcile_all() finds rollups that differ from their sources.';
+        RAISE WARNING 'pgtally: could not tell which rollups count the rows of the dropped tables %: %', v_tables, SQLERRM
+            USING HINT = 'The owner of their source can correct its rollups with SELECT tally.reconcile(rollup, true).';
     END;
 END;
 $function$;
