@@ -190,6 +190,24 @@ def test_uninstall_drops_rollups_their_stats_tables_and_triggers(
     assert not support.schema_exists(conn)
 
 
+def test_uninstall_after_the_source_and_its_stats_went_with_a_schema(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("CREATE SCHEMA app")
+    conn.execute("CREATE TABLE app.src (id int PRIMARY KEY, g int NOT NULL)")
+    conn.execute(
+        "SELECT tally.create_rollup('app_by_g', source => 'app.src', group_by => ARRAY['g'], "
+        "measures => ARRAY['n = count(*)']), "
+        "tally.create_rollup('app_n', source => 'app.src', measures => ARRAY['n = count(*)'])"
+    )
+    conn.execute("SELECT tally.set_slots('app_n', 4)")  # a view over a slot table
+    conn.execute("DROP SCHEMA app CASCADE")
+    removed = install.uninstall(conn)
+    assert {item.split(" (")[0] for item in removed if item.startswith("rollup")} == {
+        "rollup app_by_g",
+        "rollup app_n",
+    }
+    assert not support.schema_exists(conn)
+
+
 def test_cli_install_then_status_json_reports_up_to_date(empty_dsn: str) -> None:
     status = support.run_cli("status", "--json", "--dsn", empty_dsn)
     assert status.returncode == 1  # not installed
