@@ -41,6 +41,16 @@ class UnknownMigration(InstallError):
     """The ledger lists a migration this pgtally does not have (a newer install?)."""
 
 
+class LockTimeout(InstallError):
+    """A table lock the install needs was held longer than its lock timeout."""
+
+
+# How long an install waits for a table lock (a source's, to regenerate its triggers; a
+# stats table's, for a migration that alters it) before it gives up and changes nothing:
+# a lock request that waits also blocks every later writer of that table.
+DEFAULT_LOCK_TIMEOUT = "30s"
+
+
 @dataclass
 class Plan:
     migrations: list[SqlFile] = field(default_factory=list)  # pending, in order
@@ -161,29 +171,44 @@ def install(
     *,
     sources: Sequence[SqlFile] | None = None,
     version: str | None = None,
+    lock_timeout: str = DEFAULT_LOCK_TIMEOUT,
 ) -> InstallResult:
     """Apply what is pending in one transaction; returns what was applied.
 
     Works with autocommit or not: the work runs inside conn.transaction() and is
     committed when it ends (a savepoint, if the caller already has a transaction open).
+    A table lock that does not come within lock_timeout (a PostgreSQL interval; "0"
+    waits for ever) raises LockTimeout, and nothing is changed. Waiting for another
+    installer does not count: its advisory lock is taken before the timeout is set.
     """
     version = version or paths.version()
     applied: list[str] = []
     regenerated = False
-    with conn.transaction():
-        conn.execute("SET LOCAL check_function_bodies = off")
-        conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
-        todo = plan(conn, sources)  # after the lock: sees what a racing installer did
-        _refuse(todo)
-        for f in todo.files:
-            conn.execute(cast(LiteralString, f.text))
-            _record(conn, f, version)
-            applied.append(f.name)
-        if applied and _function_exists(conn, "tally", "regenerate_all_rollups"):
-            conn.execute("SELECT tally.regenerate_all_rollups()")
-            regenerated = True
-        if applied and _function_exists(conn, "tally", "record_function_fingerprints"):
-            conn.execute("SELECT tally.record_function_fingerprints()")  # for schema drift checks
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL check_function_bodies = off")
+            conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+            conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,))
+            todo = plan(conn, sources)  # after the lock: sees what a racing installer did
+            _refuse(todo)
+            for f in todo.files:
+                conn.execute(cast(LiteralString, f.text))
+                _record(conn, f, version)
+                applied.append(f.name)
+            if applied and _function_exists(conn, "tally", "regenerate_all_rollups"):
+                conn.execute("SELECT tally.regenerate_all_rollups()")
+                regenerated = True
+            if applied and _function_exists(conn, "tally", "record_function_fingerprints"):
+                conn.execute("SELECT tally.record_function_fingerprints()")  # for schema drift checks
+    except psycopg.errors.LockNotAvailable as exc:
+        waiting = (exc.diag.context or "").split("\n")[0]  # the statement that waited, if known
+        raise LockTimeout(
+            f"gave up waiting for a lock after lock_timeout = {lock_timeout}"
+            + (f" ({waiting})" if waiting else "")
+            + ": nothing was changed. A long transaction holds a table the install must alter (a "
+            "rollup source, for its triggers, or a stats table); retry when it has ended, or give "
+            "a longer --lock-timeout"
+        ) from exc
     return InstallResult(version, applied, regenerated)
 
 

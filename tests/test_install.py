@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from typing import Any
 
 import psycopg
 import pytest
 
-from harness import build, install
+from harness import build, install, paths
 from harness.sources import all_sources, migrations
 from tests import support
+from tests.exactness import assert_exact
 
 
 def test_install_into_empty_database_applies_every_file_and_records_it(empty_dsn: str) -> None:
@@ -71,6 +73,38 @@ def test_failed_install_leaves_nothing_behind(empty_dsn: str, tmp_path: Any) -> 
         with pytest.raises(psycopg.errors.UndefinedFunction):
             install.install(conn, sources=all_sources(tmp_path))
         assert not support.schema_exists(conn)
+
+
+def test_an_upgrade_gives_up_on_a_busy_source_after_its_lock_timeout(
+    conn: psycopg.Connection[Any], connect: Any, tmp_path: Any
+) -> None:
+    conn.execute("CREATE TABLE public.src (id int PRIMARY KEY, g int NOT NULL)")
+    conn.execute(
+        "SELECT tally.create_rollup('src_by_g', source => 'public.src', group_by => ARRAY['g'], "
+        "measures => ARRAY['n = count(*)'])"
+    )
+    # a newer pgtally: one function file changed, so the upgrade regenerates the triggers
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(paths.SQL_DIR, sql_dir)
+    changed = sql_dir / "functions" / "maintenance_function_sql.sql"
+    changed.write_text(changed.read_text(encoding="utf-8") + "-- a newer release\n", encoding="utf-8")
+    before = support.ledger(conn)
+
+    writer = connect()
+    writer.execute("BEGIN")
+    writer.execute("INSERT INTO public.src VALUES (1, 1)")  # holds the source against trigger changes
+    with pytest.raises(install.LockTimeout, match=r"LOCK TABLE public\.src .*nothing was changed"):
+        install.install(conn, sources=all_sources(sql_dir), lock_timeout="200ms")
+    assert support.ledger(conn) == before
+    writer.execute("COMMIT")  # the insert was maintained by the triggers the failed upgrade left
+
+    result = install.install(conn, sources=all_sources(sql_dir), lock_timeout="200ms")
+    assert result.applied == ["functions/maintenance_function_sql.sql"] and result.regenerated
+    assert_exact(conn)
+
+    # the CLI passes --lock-timeout on
+    cli = support.run_cli("install", "--help")
+    assert "--lock-timeout" in cli.stdout
 
 
 def test_two_concurrent_installs_both_succeed_with_one_install(empty_dsn: str) -> None:

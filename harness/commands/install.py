@@ -21,12 +21,18 @@ HELP = "install or upgrade pgtally in a database (one transaction, advisory-lock
 def configure(parser: argparse.ArgumentParser) -> None:
     add_dsn(parser)
     add_json(parser)
+    parser.add_argument(
+        "--lock-timeout",
+        default=install.DEFAULT_LOCK_TIMEOUT,
+        help="how long to wait for a table lock before giving up with nothing changed "
+        f"(a PostgreSQL interval; 0 waits for ever; default {install.DEFAULT_LOCK_TIMEOUT})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     with open_connection(args) as conn:
         try:
-            result = install.install(conn)
+            result = install.install(conn, lock_timeout=args.lock_timeout)
         except install.InstallError as exc:
             raise CommandError(str(exc)) from exc
     if args.json:
