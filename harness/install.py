@@ -186,6 +186,13 @@ def install(
     regenerated = False
     try:
         with conn.transaction():
+            # settings for the install alone, put back at its end (in a caller's open
+            # transaction, a SET LOCAL would outlast the install's savepoint)
+            before = conn.execute(
+                "SELECT pg_catalog.current_setting('check_function_bodies'), "
+                "pg_catalog.current_setting('lock_timeout')"
+            ).fetchone()
+            assert before is not None
             conn.execute("SET LOCAL check_function_bodies = off")
             conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
             conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,))
@@ -200,6 +207,11 @@ def install(
                 regenerated = True
             if applied and _function_exists(conn, "tally", "record_function_fingerprints"):
                 conn.execute("SELECT tally.record_function_fingerprints()")  # for schema drift checks
+            conn.execute(
+                "SELECT pg_catalog.set_config('check_function_bodies', %s, true), "
+                "pg_catalog.set_config('lock_timeout', %s, true)",
+                before,
+            )
     except psycopg.errors.LockNotAvailable as exc:
         waiting = (exc.diag.context or "").split("\n")[0]  # the statement that waited, if known
         raise LockTimeout(

@@ -102,6 +102,14 @@ def test_an_upgrade_gives_up_on_a_busy_source_after_its_lock_timeout(
     assert result.applied == ["functions/maintenance_function_sql.sql"] and result.regenerated
     assert_exact(conn)
 
+    # inside a caller's transaction the install's settings end with it
+    with conn.transaction():
+        conn.execute("SET LOCAL lock_timeout = '7s'")
+        assert install.install(conn, sources=all_sources(sql_dir), lock_timeout="200ms").applied == []
+        assert conn.execute(
+            "SELECT current_setting('lock_timeout'), current_setting('check_function_bodies')"
+        ).fetchone() == ("7s", "on")
+
     # the CLI passes --lock-timeout on
     cli = support.run_cli("install", "--help")
     assert "--lock-timeout" in cli.stdout
