@@ -177,13 +177,15 @@ def install(
 
     Works with autocommit or not: the work runs inside conn.transaction() and is
     committed when it ends (a savepoint, if the caller already has a transaction open).
-    A table lock that does not come within lock_timeout (a PostgreSQL interval; "0"
-    waits for ever) raises LockTimeout, and nothing is changed. Waiting for another
+    A table lock that does not come within lock_timeout (a value of PostgreSQL's
+    lock_timeout setting: "30s", "2min"; a bare number is milliseconds; "0" waits for ever)
+    raises LockTimeout, and nothing is changed. Waiting for another
     installer does not count: its advisory lock is taken before the timeout is set.
     """
     version = version or paths.version()
     applied: list[str] = []
     regenerated = False
+    applying = "the rollups' triggers"  # what the install is at, for a lock timeout's message
     try:
         with conn.transaction():
             # settings for the install alone, put back at its end (in a caller's open
@@ -194,15 +196,18 @@ def install(
             ).fetchone()
             assert before is not None
             conn.execute("SET LOCAL check_function_bodies = off")
+            conn.execute("SET LOCAL lock_timeout = 0")  # another installer is waited for, however long
             conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
             conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,))
             todo = plan(conn, sources)  # after the lock: sees what a racing installer did
             _refuse(todo)
             for f in todo.files:
+                applying = f.name
                 conn.execute(cast(LiteralString, f.text))
                 _record(conn, f, version)
                 applied.append(f.name)
             if applied and _function_exists(conn, "tally", "regenerate_all_rollups"):
+                applying = "tally.regenerate_all_rollups() (the rollups' triggers)"
                 conn.execute("SELECT tally.regenerate_all_rollups()")
                 regenerated = True
             if applied and _function_exists(conn, "tally", "record_function_fingerprints"):
@@ -215,7 +220,7 @@ def install(
     except psycopg.errors.LockNotAvailable as exc:
         waiting = (exc.diag.context or "").split("\n")[0]  # the statement that waited, if known
         raise LockTimeout(
-            f"gave up waiting for a lock after lock_timeout = {lock_timeout}"
+            f"gave up waiting for a lock after lock_timeout = {lock_timeout}, applying {applying}"
             + (f" ({waiting})" if waiting else "")
             + ": nothing was changed. A long transaction holds a table the install must alter (a "
             "rollup source, for its triggers, or a stats table); retry when it has ended, or give "

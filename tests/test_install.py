@@ -110,6 +110,17 @@ def test_an_upgrade_gives_up_on_a_busy_source_after_its_lock_timeout(
             "SELECT current_setting('lock_timeout'), current_setting('check_function_bodies')"
         ).fetchone() == ("7s", "on")
 
+    # waiting for another installer is not cut short by the session's own lock_timeout
+    holder = connect()
+    holder.execute("SELECT pg_advisory_lock(%s)", (install.ADVISORY_LOCK_KEY,))
+    release = threading.Timer(0.5, holder.execute, ("SELECT pg_advisory_unlock_all()",))
+    release.start()
+    try:
+        impatient = connect(options="-c lock_timeout=100ms")
+        assert install.install(impatient, sources=all_sources(sql_dir)).applied == []
+    finally:
+        release.join()
+
     # the CLI passes --lock-timeout on
     cli = support.run_cli("install", "--help")
     assert "--lock-timeout" in cli.stdout

@@ -248,6 +248,67 @@ def test_dropping_a_partition_or_the_source_warns_with_the_correction(conn: psyc
     conn.execute("SELECT tally.drop_rollup('app_by_g'), tally.drop_rollup('app_n')")
     assert conn.execute("SELECT count(*) FROM tally.schema_drift()").fetchone() == (0,)
 
+    # a partition named by the DROP is warned about though a source goes in the same DROP
+    warnings.clear()
+    conn.execute(
+        """
+        CREATE TABLE public.ev (id int NOT NULL) PARTITION BY RANGE (id);
+        CREATE TABLE public.ev_1 PARTITION OF public.ev FOR VALUES FROM (0) TO (10);
+        CREATE TABLE public.ev_2 PARTITION OF public.ev FOR VALUES FROM (10) TO (20);
+        SELECT tally.create_rollup('ev_n', source => 'public.ev', measures => ARRAY['n = count(*)']);
+        CREATE TABLE public.other (id int);
+        SELECT tally.create_rollup('other_n', source => 'public.other', measures => ARRAY['n = count(*)']);
+        INSERT INTO public.ev VALUES (1), (15);
+        """
+    )
+    conn.execute("DROP TABLE public.ev_1, public.other")
+    assert [message for message, _ in warnings] == [
+        "pgtally: dropping partition(s) public.ev_1 takes their rows along without DML: "
+        "the rollups ev_n still count any they held",
+        "pgtally: dropping public.other leaves its rollups other_n with nothing to maintain them",
+    ]
+
+
+def test_dropping_the_schema_of_stats_tables_warns_and_the_source_can_be_repaired(
+    conn: psycopg.Connection[Any],
+) -> None:
+    # the generated functions live in the schema of the source's first stats table: a
+    # DROP SCHEMA ... CASCADE of it takes them, and with them the source's triggers
+    conn.execute(
+        """
+        CREATE SCHEMA app; CREATE SCHEMA stats1;
+        CREATE TABLE app.src (id int PRIMARY KEY, g int NOT NULL);
+        SELECT tally.create_rollup('r1', source => 'app.src', group_by => ARRAY['g'],
+                                   measures => ARRAY['n = count(*)'], stats_table => 'stats1.r1');
+        SELECT tally.create_rollup('r2', source => 'app.src', measures => ARRAY['n = count(*)']);
+        SELECT tally.set_slots('r2', 2);
+        """
+    )
+    warnings: list[str] = []
+    conn.add_notice_handler(
+        lambda d: warnings.append(str(d.message_primary)) if d.severity == "WARNING" else None
+    )
+    conn.execute("DROP SCHEMA stats1 CASCADE")
+    assert warnings == [
+        "pgtally: the triggers that keep the rollups of app.src exact went with their functions: "
+        "its writes are not maintained"
+    ]
+    conn.execute("INSERT INTO app.src VALUES (1, 1), (2, 2)")  # not maintained
+    assert conn.execute("SELECT object_type, object_name FROM tally.schema_drift()").fetchall() == [
+        ("stats table", "r1")
+    ]
+    # the code cannot be generated with r1's stats gone: a clear error, not code naming an oid
+    with pytest.raises(errors.UndefinedTable, match=r"stats tables of rollup\(s\) r1 of app\.src are gone"):
+        conn.execute("SELECT tally.regenerate_all_rollups()")
+    conn.execute("SELECT tally.drop_rollup('r1')")  # the functions move to r2's schema
+    assert conn.execute("SELECT function_schema FROM tally.rollup_sources").fetchone() == ("app",)
+    assert conn.execute("SELECT count(*) FROM tally.schema_drift()").fetchone() == (0,)
+    conn.execute("SELECT tally.reconcile('r2', true)")
+    conn.execute("INSERT INTO app.src VALUES (3, 3)")
+    assert_exact(conn)
+    conn.execute("SELECT tally.drop_rollup('r2')")
+    conn.execute("DROP SCHEMA app CASCADE")
+
 
 def test_dropping_a_partition_of_another_roles_source_warns_without_names(
     conn: psycopg.Connection[Any],

@@ -24,8 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lock-timeout",
         default=install.DEFAULT_LOCK_TIMEOUT,
-        help="how long to wait for a table lock before giving up with nothing changed "
-        f"(a PostgreSQL interval; 0 waits for ever; default {install.DEFAULT_LOCK_TIMEOUT})",
+        help="how long to wait for a table lock before giving up with nothing changed (a value of "
+        "PostgreSQL's lock_timeout: 30s, 2min; a bare number is milliseconds; 0 waits for ever; "
+        f"default {install.DEFAULT_LOCK_TIMEOUT})",
     )
 
 

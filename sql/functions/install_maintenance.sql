@@ -68,6 +68,20 @@ BEGIN
         ORDER BY r.created_at, r.rollup_name
         LIMIT 1
         RETURNING * INTO v_place;
+    ELSIF NOT EXISTS (SELECT FROM pg_catalog.pg_namespace AS n WHERE n.nspname = v_place.function_schema) THEN
+        -- the schema of the generated functions was dropped (DROP SCHEMA ... CASCADE took
+        -- them, and with them the triggers): they move to that of the first stats table left
+        UPDATE tally.rollup_sources AS p
+        SET function_schema = first_left.nspname, generated_at = now(), owner_role = v_owner
+        FROM (SELECT n.nspname
+              FROM tally.rollups AS r
+              JOIN pg_catalog.pg_class AS s ON s.oid = r.stats_table
+              JOIN pg_catalog.pg_namespace AS n ON n.oid = s.relnamespace
+              WHERE r.source_table = p_source
+              ORDER BY r.created_at, r.rollup_name
+              LIMIT 1) AS first_left
+        WHERE p.source_table = p_source
+        RETURNING p.* INTO v_place;
     ELSE
         UPDATE tally.rollup_sources SET generated_at = now(), owner_role = v_owner
         WHERE source_table = p_source;

@@ -115,6 +115,7 @@ DECLARE
         '    )';
     v_source_text text := p_source::text;
     v_partition_guard text;  -- code that lets writes to detached partitions go
+    v_gone_rollups text[];
     i integer;
 BEGIN
     IF p_event NOT IN ('insert', 'update', 'delete', 'truncate') THEN
@@ -123,6 +124,21 @@ BEGIN
     END IF;
     SELECT * INTO STRICT v_place FROM tally.rollup_sources WHERE source_table = p_source;
     v_function := format('%I.%I', v_place.function_schema, v_place.function_prefix || '_' || p_event);
+    -- a rollup whose stats went (DROP SCHEMA ... CASCADE) cannot be kept: the code would
+    -- name a table that is gone, and every write to the source would fail
+    v_gone_rollups := ARRAY(
+        SELECT r.rollup_name FROM tally.rollups AS r
+        WHERE r.source_table = p_source
+          AND EXISTS (SELECT FROM unnest(ARRAY[r.stats_table, r.slot_table, r.pending_table]) AS t (relation)
+                      WHERE t.relation IS NOT NULL
+                        AND NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = t.relation))
+        ORDER BY r.rollup_name);
+    IF cardinality(v_gone_rollups) > 0 THEN
+        RAISE EXCEPTION 'the stats tables of rollup(s) % of % are gone', array_to_string(v_gone_rollups, ', '), v_source_text
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'Drop them with: ' || (SELECT string_agg(format('SELECT tally.drop_rollup(%L);', g), ' ')
+                                                FROM unnest(v_gone_rollups) AS g);
+    END IF;
 
     -- The functions of a partitioned source serve its partitions too (a statement that names
     -- a partition fires only that partition's triggers), whose triggers pass one argument

@@ -11,6 +11,7 @@
 --     partitions (one created or attached after the rollups has none until regenerated);
 --   * a source that is itself a partition: writes through its parent fire none of its triggers;
 --   * a source dropped since: one row names its rollups, with the calls that drop them;
+--   * a rollup whose stats table went while its source stayed (DROP SCHEMA ... CASCADE);
 --   * the event trigger tally_partition_ddl or tally_table_drop missing or disabled while a
 --     source is partitioned;
 --   * a stats table missing, or a stats column missing or of another type.
@@ -52,9 +53,27 @@ BEGIN
     GROUP BY s.source_table
     ORDER BY 2;
 
+    -- a rollup whose stats table (or slot or pending table) was dropped while its source
+    -- stayed: its source's code cannot be generated until it is dropped
+    RETURN QUERY
+    SELECT 'stats table', r.rollup_name,
+           format('missing (dropped with its schema?): writes to %s are not maintained; drop the rollup with '
+                  'SELECT tally.drop_rollup(%L); then SELECT tally.regenerate_all_rollups()', r.source_table, r.rollup_name)
+    FROM tally.rollups AS r
+    WHERE EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = r.source_table)
+      AND EXISTS (SELECT FROM unnest(ARRAY[r.stats_table, r.slot_table, r.pending_table]) AS t (relation)
+                  WHERE t.relation IS NOT NULL
+                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = t.relation))
+    ORDER BY 2;
+
     FOR v_source IN
         SELECT s.* FROM tally.rollup_sources AS s
         WHERE EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = s.source_table)
+          AND NOT EXISTS (  -- reported just above
+              SELECT FROM tally.rollups AS r
+              CROSS JOIN unnest(ARRAY[r.stats_table, r.slot_table, r.pending_table]) AS t (relation)
+              WHERE r.source_table = s.source_table AND t.relation IS NOT NULL
+                AND NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = t.relation))
         ORDER BY s.source_table::text
     LOOP
         FOREACH v_event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
@@ -137,6 +156,7 @@ BEGIN
         ON a.attrelid = r.stats_table AND a.attname = c.column_name AND NOT a.attisdropped
     WHERE (a.attname IS NULL OR format_type(a.atttypid, a.atttypmod) <> c.column_type)
       AND EXISTS (SELECT FROM pg_catalog.pg_class AS src WHERE src.oid = r.source_table)  -- else reported above
+      AND EXISTS (SELECT FROM pg_catalog.pg_class AS st WHERE st.oid = r.stats_table)  -- else reported above
     ORDER BY 2;
 END;
 $function$;

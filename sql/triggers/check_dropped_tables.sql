@@ -9,6 +9,8 @@
 --     source (by now they cannot be told apart): a WARNING names the partition, with the
 --     tally.reconcile calls that correct those rollups (a scheduled reconcile job with
 --     auto_correct does too).
+-- A table that stays but lost its triggers (they went with the generated functions, which
+-- live in the schema of the source's first stats table) gets a WARNING with the repair.
 -- Which source a partition belonged to is no longer in the catalogue: its UPDATE OF
 -- marker triggers, dropped with it, name rollups of the source; without them it is the
 -- partitioned source still in place, or one of several (the warning says so). Partitions
@@ -28,6 +30,7 @@ SET search_path = pg_catalog, pg_temp
 AS $function$
 DECLARE
     v_dropped record;
+    v_lost record;
     v_tables text;
 BEGIN
     -- most DROPs stop here: no table went with a tally_maintain_insert trigger
@@ -37,6 +40,21 @@ BEGIN
     END IF;
     v_tables := (SELECT string_agg(t.object_identity, ', ' ORDER BY t.object_identity)
                  FROM pg_catalog.pg_event_trigger_dropped_objects() AS t WHERE t.object_type = 'table');
+    -- a table that stays lost its triggers: they went with the generated functions, which
+    -- live in the schema of a stats table (DROP SCHEMA ... CASCADE of that schema)
+    FOR v_lost IN
+        SELECT DISTINCT format('%I.%I', g.address_names[1], g.address_names[2]) AS table_name
+        FROM pg_catalog.pg_event_trigger_dropped_objects() AS g
+        WHERE g.object_type = 'trigger' AND g.address_names[3] = 'tally_maintain_insert'
+          AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() AS t
+                          WHERE t.object_type = 'table' AND t.address_names = g.address_names[1:2])
+        ORDER BY 1
+    LOOP
+        RAISE WARNING 'pgtally: the triggers that keep the rollups of % exact went with their functions: its writes are not maintained',
+            v_lost.table_name
+            USING HINT = 'Drop the rollups whose stats tables went too (SELECT * FROM tally.schema_drift() names them), '
+                         'then run SELECT tally.regenerate_all_rollups() and correct the others with tally.reconcile(rollup, true).';
+    END LOOP;
     BEGIN
         FOR v_dropped IN
             WITH dropped AS (
@@ -63,14 +81,21 @@ BEGIN
                              FROM tally.rollups AS r
                              JOIN pg_catalog.pg_class AS c ON c.oid = r.source_table AND c.relkind = 'p'
                              WHERE CASE WHEN cardinality(d.marked_rollups) > 0 THEN r.rollup_name = ANY (d.marked_rollups)
-                                        ELSE NOT EXISTS (SELECT FROM dropped AS s WHERE cardinality(s.own_rollups) > 0) END
+                                        ELSE NOT d.went_with_a_source END
                        ) AS sources,
                        -- none, and rightly so: it went with its source (this DROP's, or the one
                        -- its markers name)
-                       EXISTS (SELECT FROM dropped AS s WHERE cardinality(s.own_rollups) > 0)
+                       d.went_with_a_source
                        OR EXISTS (SELECT FROM tally.rollups AS r WHERE r.rollup_name = ANY (d.marked_rollups))
                        AS source_known
-                FROM dropped AS d
+                FROM (
+                    -- not named by the DROP, while a source was dropped too (DROP SCHEMA):
+                    -- most likely one of its partitions
+                    SELECT d.*, NOT d.original AND EXISTS (SELECT FROM dropped AS s
+                                                           WHERE cardinality(s.own_rollups) > 0)
+                                AS went_with_a_source
+                    FROM dropped AS d
+                ) AS d
                 WHERE cardinality(d.own_rollups) = 0
                   AND (d.original OR NOT EXISTS (SELECT FROM dropped AS o WHERE o.original))
             )
