@@ -268,6 +268,24 @@ def test_dropping_a_partition_or_the_source_warns_with_the_correction(conn: psyc
         "pgtally: dropping public.other leaves its rollups other_n with nothing to maintain them",
     ]
 
+    # and so is one that a DROP SCHEMA takes along with an unrelated source
+    warnings.clear()
+    conn.execute(
+        """
+        CREATE SCHEMA x;
+        CREATE TABLE x.ev_3 PARTITION OF public.ev FOR VALUES FROM (20) TO (30);
+        CREATE TABLE x.other (id int);
+        SELECT tally.create_rollup('x_other_n', source => 'x.other', measures => ARRAY['n = count(*)']);
+        INSERT INTO public.ev VALUES (25);
+        """
+    )
+    conn.execute("DROP SCHEMA x CASCADE")
+    assert [message for message, _ in warnings] == [
+        "pgtally: dropping partition(s) x.ev_3 takes their rows along without DML: "
+        "the rollups ev_n still count any they held",
+        "pgtally: dropping x.other leaves its rollups x_other_n with nothing to maintain them",
+    ]
+
 
 def test_dropping_the_schema_of_stats_tables_warns_and_the_source_can_be_repaired(
     conn: psycopg.Connection[Any],
@@ -280,6 +298,8 @@ def test_dropping_the_schema_of_stats_tables_warns_and_the_source_can_be_repaire
         CREATE TABLE app.src (id int PRIMARY KEY, g int NOT NULL);
         SELECT tally.create_rollup('r1', source => 'app.src', group_by => ARRAY['g'],
                                    measures => ARRAY['n = count(*)'], stats_table => 'stats1.r1');
+        SELECT tally.create_rollup('r0', source => 'app.src', measures => ARRAY['n = count(*)'],
+                                   stats_table => 'stats1.r0');
         SELECT tally.create_rollup('r2', source => 'app.src', measures => ARRAY['n = count(*)']);
         SELECT tally.set_slots('r2', 2);
         """
@@ -290,18 +310,34 @@ def test_dropping_the_schema_of_stats_tables_warns_and_the_source_can_be_repaire
     )
     conn.execute("DROP SCHEMA stats1 CASCADE")
     assert warnings == [
+        "pgtally: the rollup(s) r0, r1 of app.src lost their stats tables: writes to it fail or go unmaintained",
         "pgtally: the triggers that keep the rollups of app.src exact went with their functions: "
-        "its writes are not maintained"
+        "its writes are not maintained",
     ]
     conn.execute("INSERT INTO app.src VALUES (1, 1), (2, 2)")  # not maintained
     assert conn.execute("SELECT object_type, object_name FROM tally.schema_drift()").fetchall() == [
-        ("stats table", "r1")
+        ("stats table", "r0"),
+        ("stats table", "r1"),
     ]
-    # the code cannot be generated with r1's stats gone: a clear error, not code naming an oid
-    with pytest.raises(errors.UndefinedTable, match=r"stats tables of rollup\(s\) r1 of app\.src are gone"):
-        conn.execute("SELECT tally.regenerate_all_rollups()")
+    # the code cannot be generated with their stats gone (it would name a dropped table):
+    # this source is skipped, the others go on
+    conn.execute("CREATE TABLE public.other (id int)")
+    conn.execute(
+        "SELECT tally.create_rollup('other_n', source => 'public.other', measures => ARRAY['n = count(*)'])"
+    )
+    assert conn.execute("SELECT tally.regenerate_all_rollups()").fetchone() == (1,)
+    assert (
+        warnings[-1] == "the stats tables of rollup(s) r0, r1 of app.src are gone: its code is left as it is"
+    )
+    with pytest.raises(
+        errors.UndefinedTable, match=r"stats tables of rollup\(s\) r0, r1 of app\.src are gone"
+    ):
+        conn.execute("SELECT tally.set_slots('r2', 4)")
+    conn.execute("SELECT tally.drop_rollup('r0')")  # r1 still lacks its stats: nothing is generated yet
     conn.execute("SELECT tally.drop_rollup('r1')")  # the functions move to r2's schema
-    assert conn.execute("SELECT function_schema FROM tally.rollup_sources").fetchone() == ("app",)
+    assert conn.execute(
+        "SELECT function_schema FROM tally.rollup_sources WHERE source_table = 'app.src'::regclass"
+    ).fetchone() == ("app",)
     assert conn.execute("SELECT count(*) FROM tally.schema_drift()").fetchone() == (0,)
     conn.execute("SELECT tally.reconcile('r2', true)")
     conn.execute("INSERT INTO app.src VALUES (3, 3)")

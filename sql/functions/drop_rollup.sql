@@ -31,7 +31,12 @@ BEGIN
     DELETE FROM tally.invalidations WHERE rollup_name = p_rollup;
     DELETE FROM tally.rollups WHERE rollup_name = p_rollup;
     -- a dropped source took its triggers along: its generated functions go with its last rollup
-    IF v_source_exists OR NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.source_table = v_rollup.source_table) THEN
+    IF v_source_exists AND cardinality(tally.rollups_without_stats(v_rollup.source_table)) > 0 THEN
+        -- other rollups of the source lost their stats too: its code is written again
+        -- when the last of them is dropped
+        RAISE NOTICE 'the code maintaining % is written again once rollup(s) % are dropped too', v_rollup.source_table,
+                     array_to_string(tally.rollups_without_stats(v_rollup.source_table), ', ');
+    ELSIF v_source_exists OR NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.source_table = v_rollup.source_table) THEN
         PERFORM tally.install_maintenance(v_rollup.source_table);
     END IF;
     -- the stats view (over slots) or table, then the slot and pending tables; those that a

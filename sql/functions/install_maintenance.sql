@@ -41,7 +41,8 @@ BEGIN
             PERFORM tally.drop_maintenance_triggers(v_table);
         END LOOP;
         SELECT * INTO v_place FROM tally.rollup_sources WHERE source_table = p_source;
-        IF FOUND THEN
+        -- (a DROP SCHEMA ... CASCADE may have taken them with their schema)
+        IF FOUND AND EXISTS (SELECT FROM pg_catalog.pg_namespace AS n WHERE n.nspname = v_place.function_schema) THEN
             FOREACH v_event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
                 EXECUTE format('DROP FUNCTION IF EXISTS %I.%I()', v_place.function_schema,
                                v_place.function_prefix || '_' || v_event);

@@ -126,13 +126,7 @@ BEGIN
     v_function := format('%I.%I', v_place.function_schema, v_place.function_prefix || '_' || p_event);
     -- a rollup whose stats went (DROP SCHEMA ... CASCADE) cannot be kept: the code would
     -- name a table that is gone, and every write to the source would fail
-    v_gone_rollups := ARRAY(
-        SELECT r.rollup_name FROM tally.rollups AS r
-        WHERE r.source_table = p_source
-          AND EXISTS (SELECT FROM unnest(ARRAY[r.stats_table, r.slot_table, r.pending_table]) AS t (relation)
-                      WHERE t.relation IS NOT NULL
-                        AND NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = t.relation))
-        ORDER BY r.rollup_name);
+    v_gone_rollups := tally.rollups_without_stats(p_source);
     IF cardinality(v_gone_rollups) > 0 THEN
         RAISE EXCEPTION 'the stats tables of rollup(s) % of % are gone', array_to_string(v_gone_rollups, ', '), v_source_text
             USING ERRCODE = 'undefined_table',

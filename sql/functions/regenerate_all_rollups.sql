@@ -3,7 +3,8 @@
 -- Writes the generated maintenance code of every source table again from the
 -- catalogue: after an upgrade of pgtally (the installer calls it), after a restore, or
 -- after adding a BEFORE UPDATE trigger to a source. Returns how many sources it did. A
--- source table dropped since is skipped with a WARNING naming its rollups.
+-- source table dropped since, or one with rollups whose stats tables are gone
+-- (tally.rollups_without_stats), is skipped with a WARNING naming its rollups.
 -- Security: invoker. Since: 0.1.0
 CREATE OR REPLACE FUNCTION tally.regenerate_all_rollups()
 RETURNS integer
@@ -22,6 +23,14 @@ BEGIN
                           (SELECT string_agg(r.rollup_name, ', ' ORDER BY r.rollup_name)
                            FROM tally.rollups AS r WHERE r.source_table = v_source)
                 USING HINT = 'SELECT tally.drop_rollup(rollup) removes what is left of each.';
+            CONTINUE;
+        END IF;
+        IF cardinality(tally.rollups_without_stats(v_source)) > 0 THEN
+            -- its code would name a missing table; the other sources go on
+            RAISE WARNING 'the stats tables of rollup(s) % of % are gone: its code is left as it is',
+                          array_to_string(tally.rollups_without_stats(v_source), ', '), v_source
+                USING HINT = 'Drop them with: ' || (SELECT string_agg(format('SELECT tally.drop_rollup(%L);', g), ' ')
+                                                   FROM unnest(tally.rollups_without_stats(v_source)) AS g);
             CONTINUE;
         END IF;
         EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_source);

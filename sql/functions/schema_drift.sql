@@ -61,19 +61,13 @@ BEGIN
                   'SELECT tally.drop_rollup(%L); then SELECT tally.regenerate_all_rollups()', r.source_table, r.rollup_name)
     FROM tally.rollups AS r
     WHERE EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = r.source_table)
-      AND EXISTS (SELECT FROM unnest(ARRAY[r.stats_table, r.slot_table, r.pending_table]) AS t (relation)
-                  WHERE t.relation IS NOT NULL
-                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = t.relation))
+      AND r.rollup_name = ANY (tally.rollups_without_stats(r.source_table))
     ORDER BY 2;
 
     FOR v_source IN
         SELECT s.* FROM tally.rollup_sources AS s
         WHERE EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = s.source_table)
-          AND NOT EXISTS (  -- reported just above
-              SELECT FROM tally.rollups AS r
-              CROSS JOIN unnest(ARRAY[r.stats_table, r.slot_table, r.pending_table]) AS t (relation)
-              WHERE r.source_table = s.source_table AND t.relation IS NOT NULL
-                AND NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = t.relation))
+          AND cardinality(tally.rollups_without_stats(s.source_table)) = 0  -- reported just above
         ORDER BY s.source_table::text
     LOOP
         FOREACH v_event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP

@@ -33,29 +33,54 @@ DECLARE
     v_lost record;
     v_tables text;
 BEGIN
-    -- most DROPs stop here: no table went with a tally_maintain_insert trigger
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() AS g
-                   WHERE g.object_type = 'trigger' AND g.address_names[3] = 'tally_maintain_insert') THEN
-        RETURN;
-    END IF;
-    v_tables := (SELECT string_agg(t.object_identity, ', ' ORDER BY t.object_identity)
-                 FROM pg_catalog.pg_event_trigger_dropped_objects() AS t WHERE t.object_type = 'table');
-    -- a table that stays lost its triggers: they went with the generated functions, which
-    -- live in the schema of a stats table (DROP SCHEMA ... CASCADE of that schema)
-    FOR v_lost IN
-        SELECT DISTINCT format('%I.%I', g.address_names[1], g.address_names[2]) AS table_name
-        FROM pg_catalog.pg_event_trigger_dropped_objects() AS g
-        WHERE g.object_type = 'trigger' AND g.address_names[3] = 'tally_maintain_insert'
-          AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() AS t
-                          WHERE t.object_type = 'table' AND t.address_names = g.address_names[1:2])
-        ORDER BY 1
-    LOOP
-        RAISE WARNING 'pgtally: the triggers that keep the rollups of % exact went with their functions: its writes are not maintained',
-            v_lost.table_name
-            USING HINT = 'Drop the rollups whose stats tables went too (SELECT * FROM tally.schema_drift() names them), '
-                         'then run SELECT tally.regenerate_all_rollups() and correct the others with tally.reconcile(rollup, true).';
-    END LOOP;
     BEGIN
+        -- stats tables (or views over slots) dropped while their rollup and its source stay
+        IF pg_catalog.has_schema_privilege('tally', 'USAGE') THEN
+            FOR v_lost IN
+                SELECT r.source_table, array_agg(r.rollup_name ORDER BY r.rollup_name) AS rollups
+                FROM tally.rollups AS r
+                WHERE EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = r.source_table)
+                  AND EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() AS t
+                              WHERE t.object_type IN ('table', 'view')
+                                AND t.objid IN (r.stats_table, r.slot_table, r.pending_table))
+                GROUP BY r.source_table
+                ORDER BY r.source_table::text
+            LOOP
+                RAISE WARNING 'pgtally: the rollup(s) % of % lost their stats tables: writes to it fail or go unmaintained',
+                    array_to_string(v_lost.rollups, ', '), v_lost.source_table
+                    USING HINT = 'Drop them with: ' || (SELECT string_agg(format('SELECT tally.drop_rollup(%L);', r), ' ')
+                                                       FROM unnest(v_lost.rollups) AS r);
+            END LOOP;
+        END IF;
+        -- most DROPs stop here: no table went with a tally_maintain_insert trigger
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() AS g
+                       WHERE g.object_type = 'trigger' AND g.address_names[3] = 'tally_maintain_insert') THEN
+            RETURN;
+        END IF;
+        v_tables := (SELECT string_agg(t.object_identity, ', ' ORDER BY t.object_identity)
+                     FROM pg_catalog.pg_event_trigger_dropped_objects() AS t WHERE t.object_type = 'table');
+        -- a table that stays lost its triggers: they went with the generated functions, which
+        -- live in the schema of a stats table (DROP SCHEMA ... CASCADE of that schema)
+        FOR v_lost IN
+            WITH lost AS (
+                SELECT DISTINCT format('%I.%I', g.address_names[1], g.address_names[2])::regclass AS table_oid
+                FROM pg_catalog.pg_event_trigger_dropped_objects() AS g
+                WHERE g.object_type = 'trigger' AND g.address_names[3] = 'tally_maintain_insert'
+                  AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() AS t
+                                  WHERE t.object_type = 'table' AND t.address_names = g.address_names[1:2])
+            )
+            -- the source, not each of its partitions
+            SELECT l.table_oid::text AS table_name FROM lost AS l
+            WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(l.table_oid) AS a (relid)
+                              JOIN lost AS above ON above.table_oid = a.relid
+                              WHERE a.relid <> l.table_oid)
+            ORDER BY 1
+        LOOP
+            RAISE WARNING 'pgtally: the triggers that keep the rollups of % exact went with their functions: its writes are not maintained',
+                v_lost.table_name
+                USING HINT = 'Drop the rollups whose stats tables went too (SELECT * FROM tally.schema_drift() names them), '
+                             'then run SELECT tally.regenerate_all_rollups() and correct the others with tally.reconcile(rollup, true).';
+        END LOOP;
         FOR v_dropped IN
             WITH dropped AS (
                 SELECT t.objid AS table_oid, t.object_identity AS table_name, t.original,
@@ -80,8 +105,7 @@ BEGIN
                        ARRAY(SELECT DISTINCT r.source_table
                              FROM tally.rollups AS r
                              JOIN pg_catalog.pg_class AS c ON c.oid = r.source_table AND c.relkind = 'p'
-                             WHERE CASE WHEN cardinality(d.marked_rollups) > 0 THEN r.rollup_name = ANY (d.marked_rollups)
-                                        ELSE NOT d.went_with_a_source END
+                             WHERE cardinality(d.marked_rollups) = 0 OR r.rollup_name = ANY (d.marked_rollups)
                        ) AS sources,
                        -- none, and rightly so: it went with its source (this DROP's, or the one
                        -- its markers name)
@@ -90,7 +114,7 @@ BEGIN
                        AS source_known
                 FROM (
                     -- not named by the DROP, while a source was dropped too (DROP SCHEMA):
-                    -- most likely one of its partitions
+                    -- perhaps one of its partitions, when no other source is in sight
                     SELECT d.*, NOT d.original AND EXISTS (SELECT FROM dropped AS s
                                                            WHERE cardinality(s.own_rollups) > 0)
                                 AS went_with_a_source
@@ -138,7 +162,8 @@ BEGIN
             END IF;
         END LOOP;
     EXCEPTION WHEN OTHERS THEN
-        RAISE WARNING 'pgtally: could not tell which rollups count the rows of the dropped tables %: %', v_tables, SQLERRM
+        RAISE WARNING 'pgtally: could not tell which rollups count the rows of the dropped tables %: %',
+            coalesce(v_tables, '(not known)'), SQLERRM
             USING HINT = 'The owner of their source can correct its rollups with SELECT tally.reconcile(rollup, true).';
     END;
 END;
