@@ -333,6 +333,8 @@ def test_dropping_the_schema_of_stats_tables_warns_and_the_source_can_be_repaire
         errors.UndefinedTable, match=r"stats tables of rollup\(s\) r0, r1 of app\.src are gone"
     ):
         conn.execute("SELECT tally.set_slots('r2', 4)")
+    with pytest.raises(errors.ObjectNotInPrerequisiteState, match=r"drop them before r2"):
+        conn.execute("SELECT tally.drop_rollup('r2')")  # its code could not be written again
     conn.execute("SELECT tally.drop_rollup('r0')")  # r1 still lacks its stats: nothing is generated yet
     conn.execute("SELECT tally.drop_rollup('r1')")  # the functions move to r2's schema
     assert conn.execute(

@@ -2,8 +2,8 @@
 --
 -- (Re)creates pgtally's event triggers: tally_partition_ddl, which runs
 -- tally.keep_partitions_maintained() at the end of CREATE TABLE and ALTER TABLE, and
--- tally_table_drop, which runs tally.check_dropped_tables() when DROP TABLE, DROP SCHEMA
--- or DROP OWNED removes tables. Only a superuser may make an event trigger: the installer
+-- tally_table_drop, which runs tally.check_dropped_tables() when DROP TABLE, DROP VIEW,
+-- DROP SCHEMA or DROP OWNED removes tables or stats views. Only a superuser may make an event trigger: the installer
 -- calls this when it is one, and a superuser can call it later for a database that a
 -- non-superuser installed (tally.schema_drift() reports them missing while a rollup
 -- source is partitioned).
@@ -20,7 +20,7 @@ BEGIN
     EXECUTE FUNCTION tally.keep_partitions_maintained();
     DROP EVENT TRIGGER IF EXISTS tally_table_drop;
     CREATE EVENT TRIGGER tally_table_drop ON sql_drop
-    WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+    WHEN TAG IN ('DROP TABLE', 'DROP VIEW', 'DROP SCHEMA', 'DROP OWNED')
     EXECUTE FUNCTION tally.check_dropped_tables();
 END;
 $function$;

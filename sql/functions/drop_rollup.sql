@@ -22,6 +22,16 @@ BEGIN
     v_rollup := tally.rollup_to_change(p_rollup, 'drop');
 
     v_source_exists := EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = v_rollup.source_table);
+    -- the code of a source whose other rollups lost their stats cannot be written again
+    -- without this one: those go first
+    IF v_source_exists AND NOT p_rollup = ANY (tally.rollups_without_stats(v_rollup.source_table))
+       AND cardinality(tally.rollups_without_stats(v_rollup.source_table)) > 0 THEN
+        RAISE EXCEPTION 'rollup(s) % of % lost their stats tables: drop them before %',
+            array_to_string(tally.rollups_without_stats(v_rollup.source_table), ', '), v_rollup.source_table, p_rollup
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Drop them with: ' || (SELECT string_agg(format('SELECT tally.drop_rollup(%L);', g), ' ')
+                                               FROM unnest(tally.rollups_without_stats(v_rollup.source_table)) AS g);
+    END IF;
     IF v_source_exists THEN
         -- ACCESS EXCLUSIVE from the start: dropping its triggers needs it, and taking it
         -- later (a lock upgrade) could deadlock with a transaction that read the source

@@ -1,7 +1,7 @@
 -- tally.check_dropped_tables() RETURNS event_trigger
 --
--- Runs when DROP TABLE, DROP SCHEMA or DROP OWNED removes tables (event trigger
--- tally_table_drop). A dropped table that carried pgtally's maintenance triggers was a
+-- Runs when DROP TABLE, DROP VIEW, DROP SCHEMA or DROP OWNED removes tables (event
+-- trigger tally_table_drop). A dropped table that carried pgtally's maintenance triggers was a
 -- rollup source or a partition of one, and its rows went without any DML:
 --   * a dropped source leaves its rollups with nothing to maintain them: a WARNING names
 --     them, with the tally.drop_rollup calls that remove them;
@@ -15,7 +15,10 @@
 -- marker triggers, dropped with it, name rollups of the source; without them it is the
 -- partitioned source still in place, or one of several (the warning says so). Partitions
 -- dropped along with their source or with a partition above them (DROP TABLE of either)
--- get no warning of their own. One warning per source and per set of partitions counted
+-- get no warning of their own; when a DROP SCHEMA or DROP OWNED takes a source and
+-- partitions without markers while other partitioned sources stay, those partitions cannot
+-- be told from partitions of the sources that stay, and are warned about as theirs
+-- (a reconcile of a rollup whose rows did not move finds nothing to correct). One warning per source and per set of partitions counted
 -- by the same rollups. A DROP that removes no table with pgtally's triggers costs one
 -- look at the dropped objects. The warnings come before the DROP commits (a DROP rolled
 -- back later has warned too), and never fail it: a problem becomes a WARNING.
@@ -35,7 +38,8 @@ DECLARE
 BEGIN
     BEGIN
         -- stats tables (or views over slots) dropped while their rollup and its source stay
-        IF pg_catalog.has_schema_privilege('tally', 'USAGE') THEN
+        IF pg_catalog.has_schema_privilege('tally', 'USAGE')
+           AND pg_catalog.has_table_privilege('tally.rollups', 'SELECT') THEN
             FOR v_lost IN
                 SELECT r.source_table, array_agg(r.rollup_name ORDER BY r.rollup_name) AS rollups
                 FROM tally.rollups AS r

@@ -2,7 +2,7 @@
 -- the first runs tally.keep_partitions_maintained() at the end of CREATE TABLE and ALTER
 -- TABLE, so partitions created, attached or detached under a rollup source get or lose
 -- its triggers with the DDL; the second runs tally.check_dropped_tables() when a DROP
--- removes a rollup source or a partition of one, and warns.
+-- removes a rollup source, a partition of one or a stats table or view, and warns.
 -- Only a superuser can make an event trigger: installed by another role, pgtally goes
 -- without them and says so; tally.schema_drift() reports them missing while a rollup source
 -- is partitioned, and a superuser can make them later. Recreated when this file changes.
