@@ -18,19 +18,20 @@ DECLARE
     v_source_exists boolean;
     v_relation regclass;
     v_kind "char";
+    v_without_stats text[];  -- the source's rollups whose stats tables are gone
 BEGIN
     v_rollup := tally.rollup_to_change(p_rollup, 'drop');
 
     v_source_exists := EXISTS (SELECT FROM pg_catalog.pg_class AS c WHERE c.oid = v_rollup.source_table);
+    v_without_stats := CASE WHEN v_source_exists THEN tally.rollups_without_stats(v_rollup.source_table) ELSE '{}' END;
     -- the code of a source whose other rollups lost their stats cannot be written again
     -- without this one: those go first
-    IF v_source_exists AND NOT p_rollup = ANY (tally.rollups_without_stats(v_rollup.source_table))
-       AND cardinality(tally.rollups_without_stats(v_rollup.source_table)) > 0 THEN
+    IF cardinality(v_without_stats) > 0 AND NOT p_rollup = ANY (v_without_stats) THEN
         RAISE EXCEPTION 'rollup(s) % of % lost their stats tables: drop them before %',
-            array_to_string(tally.rollups_without_stats(v_rollup.source_table), ', '), v_rollup.source_table, p_rollup
+            array_to_string(v_without_stats, ', '), v_rollup.source_table, p_rollup
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Drop them with: ' || (SELECT string_agg(format('SELECT tally.drop_rollup(%L);', g), ' ')
-                                               FROM unnest(tally.rollups_without_stats(v_rollup.source_table)) AS g);
+                                               FROM unnest(v_without_stats) AS g);
     END IF;
     IF v_source_exists THEN
         -- ACCESS EXCLUSIVE from the start: dropping its triggers needs it, and taking it
@@ -40,12 +41,13 @@ BEGIN
     PERFORM tally.unschedule(p_rollup, j.job_kind) FROM tally.scheduled_jobs AS j WHERE j.rollup_name = p_rollup;
     DELETE FROM tally.invalidations WHERE rollup_name = p_rollup;
     DELETE FROM tally.rollups WHERE rollup_name = p_rollup;
-    -- a dropped source took its triggers along: its generated functions go with its last rollup
-    IF v_source_exists AND cardinality(tally.rollups_without_stats(v_rollup.source_table)) > 0 THEN
+    v_without_stats := array_remove(v_without_stats, p_rollup);
+    IF cardinality(v_without_stats) > 0 THEN
         -- other rollups of the source lost their stats too: its code is written again
         -- when the last of them is dropped
         RAISE NOTICE 'the code maintaining % is written again once rollup(s) % are dropped too', v_rollup.source_table,
-                     array_to_string(tally.rollups_without_stats(v_rollup.source_table), ', ');
+                     array_to_string(v_without_stats, ', ');
+    -- a dropped source took its triggers along: its generated functions go with its last rollup
     ELSIF v_source_exists OR NOT EXISTS (SELECT FROM tally.rollups AS r WHERE r.source_table = v_rollup.source_table) THEN
         PERFORM tally.install_maintenance(v_rollup.source_table);
     END IF;

@@ -100,6 +100,15 @@ DECLARE
     v_together_changes text[] := '{}';  -- per such rollup: the CTE of its changes
     v_together_upserts text[] := '{}';  -- per such rollup: the CTE of its append, reading those
     v_together_statement text;
+    -- a rollup in append mode: its changes of this statement become rows of its pending
+    -- table (%9$s names the CTE that holds them)
+    v_append_template constant text := E'upsert_%1$s AS (\n'
+        '        -- rollup %1$s (append mode): append this statement''s changes to %2$s\n'
+        '        INSERT INTO %2$s AS s (%3$s)\n'
+        '        SELECT %4$s\n'
+        '        FROM %9$s AS c\n'
+        '        WHERE %5$sc.%6$s_touched > 0%7$s%8$s\n'
+        '    )';
     v_main text;
     v_reindent boolean;  -- whether the one-row path may indent generated text (see below)
     v_inputs text;  -- the rollup's keys and expressions, as a select list over a changed row
@@ -570,21 +579,15 @@ E'upsert_%1$s AS (\n'
         IF v_rollup.pending_table IS NOT NULL THEN
             -- append mode: the changes become new rows, so no stats row is locked and
             -- concurrent writers of one group never wait for each other
-            v_upsert := format(
-E'upsert_%1$s AS (\n'
-'        -- rollup %1$s (append mode): append this statement''s changes to %2$s\n'
-'        INSERT INTO %2$s AS s (%3$s)\n'
-'        SELECT %4$s\n'
-'        FROM changes AS c\n'
-'        WHERE %5$sc.%6$s_touched > 0%7$s%8$s\n'
-'    )',
+            v_upsert := format(v_append_template,
                 v_rollup.rollup_name, v_rollup.pending_table::text,
                 array_to_string(v_insert_columns, ', '),
                 array_to_string(v_select_columns, ', '),
                 v_set_condition,
                 v_prefix,
                 CASE WHEN v_skip_check THEN format(' AND v_relevant_rollups LIKE %L', '%,' || v_rollup.rollup_name || ',%') ELSE '' END,
-                v_returning_clause);
+                v_returning_clause,
+                'changes');
         ELSE
             v_upsert := format(
 E'upsert_%1$s AS (\n'
@@ -627,19 +630,14 @@ E'changes_%1$s AS (\n'
                 v_rollup.rollup_name,
                 array_to_string(v_one_row_changes, E',\n               '),
                 v_one_row_inners[v_rollup_index]);
-            -- the one-row append above, reading its own CTE
-            v_together_upserts := v_together_upserts || format(
-E'upsert_%1$s AS (\n'
-'        -- rollup %1$s (append mode): append this statement''s changes to %2$s\n'
-'        INSERT INTO %2$s AS s (%3$s)\n'
-'        SELECT %4$s\n'
-'        FROM changes_%1$s AS c\n'
-'        WHERE c.%5$s_touched > 0\n'
-'    )',
+            -- the one-row append above (one row: no grouping set, nothing returned), reading
+            -- its own CTE
+            v_together_upserts := v_together_upserts || format(v_append_template,
                 v_rollup.rollup_name, v_rollup.pending_table::text,
                 array_to_string(v_insert_columns, ', '),
                 array_to_string(v_select_columns, ', '),
-                v_prefix);
+                '', v_prefix, '', '',
+                'changes_' || v_rollup.rollup_name);
         END IF;
 
         v_declares := v_declares || format('v_%s_changed bigint;  -- groups of rollup %s changed',

@@ -14,6 +14,7 @@ AS $function$
 DECLARE
     v_source regclass;
     v_count integer := 0;
+    v_without_stats text[];
 BEGIN
     FOR v_source IN
         SELECT DISTINCT r.source_table FROM tally.rollups AS r ORDER BY 1
@@ -25,12 +26,13 @@ BEGIN
                 USING HINT = 'SELECT tally.drop_rollup(rollup) removes what is left of each.';
             CONTINUE;
         END IF;
-        IF cardinality(tally.rollups_without_stats(v_source)) > 0 THEN
+        v_without_stats := tally.rollups_without_stats(v_source);
+        IF cardinality(v_without_stats) > 0 THEN
             -- its code would name a missing table; the other sources go on
             RAISE WARNING 'the stats tables of rollup(s) % of % are gone: its code is left as it is',
-                          array_to_string(tally.rollups_without_stats(v_source), ', '), v_source
+                          array_to_string(v_without_stats, ', '), v_source
                 USING HINT = 'Drop them with: ' || (SELECT string_agg(format('SELECT tally.drop_rollup(%L);', g), ' ')
-                                                   FROM unnest(tally.rollups_without_stats(v_source)) AS g);
+                                                   FROM unnest(v_without_stats) AS g);
             CONTINUE;
         END IF;
         EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', v_source);
