@@ -156,6 +156,73 @@ def test_update_of_unrelated_column_writes_no_stats_row(ledger: psycopg.Connecti
     assert_exact(ledger)
 
 
+def test_an_update_writes_only_the_groups_whose_counts_and_sums_it_changed(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """A rollup of counts and exact sums takes from an UPDATE only the groups whose change is
+    not zero, so an UPDATE that moves rows between users leaves the global total's row alone,
+    with no comparison of old and new rows. min/max rollups keep the comparison."""
+    conn.execute(
+        """
+        CREATE TABLE public.acts (id int PRIMARY KEY, user_id int NOT NULL, amount numeric(12, 2),
+                                  took interval, ok boolean NOT NULL, note text);
+        INSERT INTO public.acts
+        SELECT g, g % 10, CASE WHEN g % 9 = 0 THEN NULL ELSE g / 4.0 END, g * interval '1 minute', g % 4 <> 0
+        FROM generate_series(1, 400) AS g;
+        SELECT tally.create_rollup('acts_by_user', source => 'public.acts', group_by => ARRAY['user_id'],
+            measures => ARRAY['n = count(*)', 'total = sum(amount)', 'mean = avg(amount)', 'took = sum(took)'],
+            filter => 'ok');
+        SELECT tally.create_rollup('acts_overall', source => 'public.acts',
+            measures => ARRAY['n = count(*)', 'total = sum(amount)'], filter => 'ok');
+        SELECT tally.create_rollup('acts_lowest', source => 'public.acts', group_by => ARRAY['user_id'],
+            measures => ARRAY['lowest = min(amount)']);
+        """
+    )
+    code = conn.execute("SELECT tally.maintenance_code('acts_overall')").fetchone()
+    assert code is not None
+    # one comparison decides an UPDATE that names no rollup's column; only the min rollup
+    # has one of its own
+    assert code[0].count("EXCEPT ALL") == 2
+
+    def versions(table: str) -> list[tuple[Any, ...]]:
+        return conn.execute(f"SELECT xmin::text, * FROM public.{table} ORDER BY 2").fetchall()
+
+    overall, by_user = versions("acts_overall"), versions("acts_by_user")
+    # every user's rows move to the next user: each user row changes, the total does not
+    conn.execute("UPDATE public.acts SET user_id = (user_id + 1) % 10 WHERE id <= 200")
+    assert versions("acts_overall") == overall
+    assert all(a != b for a, b in zip(versions("acts_by_user"), by_user, strict=True))
+    assert_exact(conn)
+    # values set to themselves: no group of a count/sum rollup changes, none is written
+    by_user = versions("acts_by_user")
+    conn.execute("UPDATE public.acts SET amount = amount, took = took, ok = ok")
+    assert (versions("acts_overall"), versions("acts_by_user")) == (overall, by_user)
+    # a NULL amount made non-NULL and back in one statement's groups: counts move, exactly
+    conn.execute(
+        "UPDATE public.acts SET amount = CASE WHEN amount IS NULL THEN 1 ELSE NULL END WHERE id % 9 < 2"
+    )
+    assert_exact(conn)
+    # a change of amount within one user, and a swap that keeps the total: only what changed
+    overall = versions("acts_overall")
+    conn.execute(
+        "UPDATE public.acts SET amount = CASE id WHEN 4 THEN 2.00 WHEN 8 THEN 1.00 END WHERE id IN (4, 8)"
+    )
+    assert_exact(conn)
+    # the last UPDATE of a query sets only user_id, the first one an amount: the total
+    # changes although no UPDATE OF trigger named it
+    conn.execute(
+        "WITH first AS (UPDATE public.acts SET amount = amount + 100 WHERE id = 3 RETURNING id) "
+        "UPDATE public.acts SET user_id = 9 WHERE id = 5"
+    )
+    assert versions("acts_overall") != overall
+    assert_exact(conn)
+    # and one that changes nothing any rollup reads returns before aggregating
+    overall, by_user = versions("acts_overall"), versions("acts_by_user")
+    conn.execute("UPDATE public.acts SET note = 'seen'")
+    assert (versions("acts_overall"), versions("acts_by_user")) == (overall, by_user)
+    assert_exact(conn)
+
+
 def test_a_statement_changing_every_group_updates_the_stats_rows_in_place(
     conn: psycopg.Connection[Any],
 ) -> None:

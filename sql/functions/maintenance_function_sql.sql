@@ -7,7 +7,9 @@
 --      rollup of the source at once (GROUPING SETS when rollups group differently), so
 --      the changed rows are scanned once, however many rollups there are;
 --   2. one upsert per rollup applies those changes as deltas, in key order, so
---      concurrent writers lock stats rows in the same order and cannot deadlock;
+--      concurrent writers lock stats rows in the same order and cannot deadlock (an
+--      UPDATE's groups whose change is zero are skipped by rollups of counts and exact
+--      sums; the others are skipped as a whole when the UPDATE set none of their columns);
 --   3. groups left with no matching source row are deleted;
 --   4. min/max whose current extreme was removed are recomputed from the source for the
 --      affected groups only.
@@ -113,6 +115,14 @@ DECLARE
     v_reindent boolean;  -- whether the one-row path may indent generated text (see below)
     v_inputs text;  -- the rollup's keys and expressions, as a select list over a changed row
     v_unnamed_checks text[] := '{}';  -- per rollup: does an UPDATE change what it reads after all?
+    -- An UPDATE's change to a rollup of counts and exact sums is zero in every group where
+    -- nothing it reads changed: such a rollup skips those groups, and needs neither the
+    -- UPDATE OF marks nor the comparison below (min and max are not deltas; a float sum
+    -- of the same values in another order may differ).
+    v_skips_unchanged_groups boolean;
+    v_skipping_rollups integer := 0;  -- how many rollups of the source do
+    v_delta_conditions text[];  -- per rollup: "this group's change is not zero", per column
+    v_update_condition text;  -- per rollup: which of its groups an UPDATE writes
     -- "what the select list %1$s reads differs between the new and the old rows" (as
     -- multisets; both sides hold as many rows, so one direction tells)
     v_inputs_changed constant text := E'EXISTS (\n'
@@ -362,7 +372,16 @@ $code$,
                          UNION ALL SELECT m.measure_filter FROM tally.rollup_measures AS m
                                    WHERE m.rollup_name = v_rollup.rollup_name) AS x(e)
                    WHERE x.e IS NOT NULL) AS u(c, o));
-        IF v_skip_check THEN
+        v_skips_unchanged_groups := p_event = 'update'
+            AND NOT EXISTS (SELECT FROM tally.deferred_rollups AS d WHERE d.rollup_name = v_rollup.rollup_name)
+            AND NOT EXISTS (SELECT FROM tally.rollup_measures AS m
+                            WHERE m.rollup_name = v_rollup.rollup_name
+                              AND (m.aggregate_function IN ('min', 'max')
+                                   OR m.result_type IN ('real', 'double precision')
+                                   OR m.state_type IN ('real', 'double precision')));
+        IF v_skips_unchanged_groups THEN
+            v_skipping_rollups := v_skipping_rollups + 1;
+        ELSIF v_skip_check THEN
             -- an UPDATE whose UPDATE OF triggers did not name this rollup changed nothing it
             -- reads, unless several UPDATEs of the source ran in one query (writable CTEs,
             -- foreign-key cascades): they share these transition tables, but PostgreSQL
@@ -428,6 +447,7 @@ E'upsert_%1$s AS (\n'
                 || format('%s AS %s_rows', tally.one_row_count_sql(p_event, v_rollup_condition), v_prefix);
         END IF;
 
+        v_delta_conditions := ARRAY[format('c.%s_rows <> 0', v_prefix)];
         v_insert_columns := '{}';
         v_select_columns := '{}';
         v_set_clauses := '{}';
@@ -490,6 +510,7 @@ E'upsert_%1$s AS (\n'
                     v_one_row_changes := v_one_row_changes || format('%s AS %s_n',
                         tally.one_row_count_sql(p_event, v_measure_condition), v_change_column);
                 END IF;
+                v_delta_conditions := v_delta_conditions || format('c.%s_n <> 0', v_change_column);
                 v_insert_columns := v_insert_columns || quote_ident(v_column.column_name);
                 v_select_columns := v_select_columns || format('c.%s_n', v_change_column);
                 v_set_clauses := v_set_clauses || format('%1$I = s.%1$I + excluded.%1$I', v_column.column_name);
@@ -500,6 +521,7 @@ E'upsert_%1$s AS (\n'
                     v_one_row_changes := v_one_row_changes || format('%s AS %s',
                         tally.one_row_count_sql(p_event, v_measure_condition), v_change_column);
                 END IF;
+                v_delta_conditions := v_delta_conditions || format('c.%s <> 0', v_change_column);
                 v_insert_columns := v_insert_columns || quote_ident(v_column.column_name);
                 v_select_columns := v_select_columns || ('c.' || v_change_column);
                 v_set_clauses := v_set_clauses || format('%1$I = s.%1$I + excluded.%1$I', v_column.column_name);
@@ -512,6 +534,9 @@ E'upsert_%1$s AS (\n'
                         tally.one_row_sum_sql(p_event, v_argument, v_measure_condition, v_column.column_type),
                         v_change_column);
                 END IF;
+                -- a NULL change (no non-NULL value on either side) is no change; the zero of
+                -- the sum's type (numeric, bigint, interval, money) as an untyped literal
+                v_delta_conditions := v_delta_conditions || format('c.%s <> ''0''', v_change_column);
                 v_insert_columns := v_insert_columns || quote_ident(v_column.column_name);
                 v_select_columns := v_select_columns || ('c.' || v_change_column);
                 v_set_clauses := v_set_clauses || CASE
@@ -560,6 +585,12 @@ E'upsert_%1$s AS (\n'
             END IF;
         END LOOP;
 
+        v_update_condition := CASE
+            WHEN v_skips_unchanged_groups
+                THEN format(' AND (%s)', array_to_string(v_delta_conditions, ' OR '))
+            WHEN v_skip_check THEN format(' AND v_relevant_rollups LIKE %L', '%,' || v_rollup.rollup_name || ',%')
+            ELSE '' END;
+
         IF v_rollup.pending_table IS NOT NULL THEN
             NULL;  -- append mode: each statement's changes are rows of their own, in no slot
         ELSIF v_rollup.slot_table IS NOT NULL THEN
@@ -585,7 +616,7 @@ E'upsert_%1$s AS (\n'
                 array_to_string(v_select_columns, ', '),
                 v_set_condition,
                 v_prefix,
-                CASE WHEN v_skip_check THEN format(' AND v_relevant_rollups LIKE %L', '%,' || v_rollup.rollup_name || ',%') ELSE '' END,
+                v_update_condition,
                 v_returning_clause,
                 'changes');
         ELSE
@@ -604,7 +635,7 @@ E'upsert_%1$s AS (\n'
                 array_to_string(v_select_columns, ', '),
                 v_set_condition,
                 v_prefix,
-                CASE WHEN v_skip_check THEN format(' AND v_relevant_rollups LIKE %L', '%,' || v_rollup.rollup_name || ',%') ELSE '' END,
+                v_update_condition,
                 v_order_by,
                 CASE WHEN cardinality(v_key_columns) = 0 THEN '((true))'
                      ELSE '(' || array_to_string(v_key_columns, ', ') || ')' END,
@@ -833,14 +864,18 @@ E'-- UPDATE OF triggers named the rollups whose columns this statement set\n'
 '    PERFORM set_config(%1$L, '''', true);',
                 'pgtally.relevant_' || p_source::oid)]
                 -- the usual UPDATE of columns no rollup reads: one comparison for them all
-                || CASE WHEN cardinality(v_unnamed_checks) > 1 THEN ARRAY[format(
+                || CASE WHEN cardinality(v_unnamed_checks) > 1 OR v_skipping_rollups > 0 THEN ARRAY[format(
 E'IF v_relevant_rollups = '','' AND NOT %s THEN\n'
 '        RETURN NULL;  -- nothing any rollup reads changed\n'
 '    END IF;',
                     format(v_inputs_changed, array_to_string(v_inner_columns, E',\n               ')))]
                 ELSE '{}'::text[] END
                 || v_unnamed_checks
-                || E'IF v_relevant_rollups = \',\' THEN\n        RETURN NULL;  -- nothing any rollup reads changed\n    END IF;'::text
+                -- (a rollup that skips unchanged groups reads no marks: past the comparison
+                -- above, or with no other rollup, the aggregation below runs for it)
+                || CASE WHEN v_skipping_rollups = 0
+                        THEN E'IF v_relevant_rollups = \',\' THEN\n        RETURN NULL;  -- nothing any rollup reads changed\n    END IF;'::text
+                   END
             ELSE '{}'::text[] END
             || v_body || v_after || v_publish,
             E'\n    '));
