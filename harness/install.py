@@ -188,17 +188,8 @@ def install(
     applying = "the rollups' triggers"  # what the install is at, for a lock timeout's message
     try:
         with conn.transaction():
-            # settings for the install alone, put back at its end (in a caller's open
-            # transaction, a SET LOCAL would outlast the install's savepoint)
-            before = conn.execute(
-                "SELECT pg_catalog.current_setting('check_function_bodies'), "
-                "pg_catalog.current_setting('lock_timeout')"
-            ).fetchone()
-            assert before is not None
+            before = _lock_out_other_installers(conn, lock_timeout)
             conn.execute("SET LOCAL check_function_bodies = off")
-            conn.execute("SET LOCAL lock_timeout = 0")  # another installer is waited for, however long
-            conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
-            conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,))
             todo = plan(conn, sources)  # after the lock: sees what a racing installer did
             _refuse(todo)
             for f in todo.files:
@@ -212,21 +203,48 @@ def install(
                 regenerated = True
             if applied and _function_exists(conn, "tally", "record_function_fingerprints"):
                 conn.execute("SELECT tally.record_function_fingerprints()")  # for schema drift checks
-            conn.execute(
-                "SELECT pg_catalog.set_config('check_function_bodies', %s, true), "
-                "pg_catalog.set_config('lock_timeout', %s, true)",
-                before,
-            )
+            _put_settings_back(conn, before)
     except psycopg.errors.LockNotAvailable as exc:
-        waiting = (exc.diag.context or "").split("\n")[0]  # the statement that waited, if known
-        raise LockTimeout(
-            f"gave up waiting for a lock after lock_timeout = {lock_timeout}, applying {applying}"
-            + (f" ({waiting})" if waiting else "")
-            + ": nothing was changed. A long transaction holds a table the install must alter (a "
-            "rollup source, for its triggers, or a stats table); retry when it has ended, or give "
-            "a longer --lock-timeout"
-        ) from exc
+        raise _lock_timeout_error(exc, lock_timeout, f"applying {applying}", "install") from exc
     return InstallResult(version, applied, regenerated)
+
+
+def _lock_out_other_installers(conn: psycopg.Connection[Any], lock_timeout: str) -> tuple[str, str]:
+    """Wait for any other installer or uninstaller, however long, then bound every table
+    lock wait by lock_timeout. Returns the settings that _put_settings_back restores: in a
+    caller's open transaction, a SET LOCAL would outlast the install's savepoint."""
+    before = conn.execute(
+        "SELECT pg_catalog.current_setting('check_function_bodies'), "
+        "pg_catalog.current_setting('lock_timeout')"
+    ).fetchone()
+    assert before is not None
+    conn.execute("SET LOCAL lock_timeout = 0")
+    conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+    conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,))
+    return (str(before[0]), str(before[1]))
+
+
+def _put_settings_back(conn: psycopg.Connection[Any], before: tuple[str, str]) -> None:
+    conn.execute(
+        "SELECT pg_catalog.set_config('check_function_bodies', %s, true), "
+        "pg_catalog.set_config('lock_timeout', %s, true)",
+        before,
+    )
+
+
+def _lock_timeout_error(
+    exc: psycopg.errors.LockNotAvailable, lock_timeout: str, doing: str, command: str
+) -> LockTimeout:
+    """What a lock timeout of `pgtally install` or `uninstall` tells its user."""
+    waiting = (exc.diag.context or "").split("\n")[0]  # the statement that waited, if known
+    change = "alter" if command == "install" else "alter or drop"
+    return LockTimeout(
+        f"gave up waiting for a lock after lock_timeout = {lock_timeout}, {doing}"
+        + (f" ({waiting})" if waiting else "")
+        + f": nothing was changed. A long transaction holds a table the {command} must {change} "
+        "(a rollup source, for its triggers, or a stats table); retry when it has ended, or give "
+        "a longer --lock-timeout"
+    )
 
 
 def installed_version(conn: psycopg.Connection[Any]) -> str | None:
@@ -259,44 +277,55 @@ def _tally_triggers(conn: psycopg.Connection[Any]) -> list[str]:
     return [r[0] for r in rows]
 
 
-def uninstall(conn: psycopg.Connection[Any]) -> list[str]:
+def uninstall(conn: psycopg.Connection[Any], *, lock_timeout: str = DEFAULT_LOCK_TIMEOUT) -> list[str]:
     """Remove pgtally: rollups (stats tables, triggers), cron jobs, then the schema.
 
     Returns a human-readable list of what was removed. Does nothing (returns []) when
-    pgtally is not installed.
+    pgtally is not installed. One transaction: a table lock that does not come within
+    lock_timeout (as for install) raises LockTimeout, and nothing is removed.
     """
     removed: list[str] = []
-    with conn.transaction():
-        conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
-        is_extension = extension_version(conn) is not None
-        if not is_extension and not _schema_exists(conn):
-            return removed
-        if _relation_exists(conn, "tally.rollups"):
-            triggers = _tally_triggers(conn)
-            rollups = conn.execute(
-                "SELECT rollup_name, stats_table::text FROM tally.rollups ORDER BY rollup_name"
-            ).fetchall()
-            if rollups and _function_exists(conn, "tally", "drop_rollup"):
-                for name, stats_table in rollups:
-                    conn.execute("SELECT tally.drop_rollup(%s)", (name,))
-                    removed.append(f"rollup {name} (stats table {stats_table})")
-                removed += [t for t in triggers if t not in _tally_triggers(conn)]
-            elif rollups:
-                removed += [f"rollup {name} (stats table {st} kept)" for name, st in rollups]
-        if _schema_exists(conn, "cron") and _relation_exists(conn, "cron.job"):
-            jobs = conn.execute(
-                "SELECT jobid, jobname FROM cron.job WHERE jobname LIKE %s ORDER BY 1",
-                ("pgtally:%",),
-            ).fetchall()
-            for jobid, jobname in jobs:
-                conn.execute("SELECT cron.unschedule(%s::bigint)", (jobid,))
-                removed.append(f"cron job {jobname}")
-        if is_extension:
-            conn.execute("DROP EXTENSION pgtally CASCADE")
-            removed.append("extension pgtally")
-        if _schema_exists(conn):
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier("tally")))
-            removed.append("schema tally")
-        elif is_extension:
-            removed.append("schema tally")
+    removing = "pgtally"  # what the uninstall is at, for a lock timeout's message
+    try:
+        with conn.transaction():
+            before = _lock_out_other_installers(conn, lock_timeout)
+            is_extension = extension_version(conn) is not None
+            if not is_extension and not _schema_exists(conn):
+                _put_settings_back(conn, before)
+                return removed
+            if _relation_exists(conn, "tally.rollups"):
+                triggers = _tally_triggers(conn)
+                rollups = conn.execute(
+                    "SELECT rollup_name, stats_table::text FROM tally.rollups ORDER BY rollup_name"
+                ).fetchall()
+                if rollups and _function_exists(conn, "tally", "drop_rollup"):
+                    for name, stats_table in rollups:
+                        removing = f"rollup {name}"
+                        conn.execute("SELECT tally.drop_rollup(%s)", (name,))
+                        removed.append(f"rollup {name} (stats table {stats_table})")
+                    removed += [t for t in triggers if t not in _tally_triggers(conn)]
+                elif rollups:
+                    removed += [f"rollup {name} (stats table {st} kept)" for name, st in rollups]
+            if _schema_exists(conn, "cron") and _relation_exists(conn, "cron.job"):
+                jobs = conn.execute(
+                    "SELECT jobid, jobname FROM cron.job WHERE jobname LIKE %s ORDER BY 1",
+                    ("pgtally:%",),
+                ).fetchall()
+                for jobid, jobname in jobs:
+                    removing = f"cron job {jobname}"
+                    conn.execute("SELECT cron.unschedule(%s::bigint)", (jobid,))
+                    removed.append(f"cron job {jobname}")
+            if is_extension:
+                removing = "extension pgtally"
+                conn.execute("DROP EXTENSION pgtally CASCADE")
+                removed.append("extension pgtally")
+            if _schema_exists(conn):
+                removing = "schema tally"
+                conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier("tally")))
+                removed.append("schema tally")
+            elif is_extension:
+                removed.append("schema tally")
+            _put_settings_back(conn, before)
+    except psycopg.errors.LockNotAvailable as exc:
+        raise _lock_timeout_error(exc, lock_timeout, f"removing {removing}", "uninstall") from exc
     return removed

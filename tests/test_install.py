@@ -243,6 +243,33 @@ def test_uninstall_drops_rollups_their_stats_tables_and_triggers(
     assert not support.schema_exists(conn)
 
 
+def test_uninstall_gives_up_on_a_busy_source_after_its_lock_timeout(
+    conn: psycopg.Connection[Any], connect: Any
+) -> None:
+    conn.execute("CREATE TABLE public.src (id int PRIMARY KEY, g int NOT NULL)")
+    conn.execute(
+        "SELECT tally.create_rollup('src_by_g', source => 'public.src', group_by => ARRAY['g'], "
+        "measures => ARRAY['n = count(*)'])"
+    )
+    writer = connect()
+    writer.execute("BEGIN")
+    writer.execute("INSERT INTO public.src VALUES (1, 1)")  # holds the source against its triggers' drop
+    with pytest.raises(install.LockTimeout, match=r"removing rollup src_by_g .*nothing was changed"):
+        install.uninstall(conn, lock_timeout="200ms")
+    assert support.schema_exists(conn)
+    assert conn.execute("SELECT rollup_name FROM tally.rollups").fetchall() == [("src_by_g",)]
+    writer.execute("COMMIT")  # maintained: the failed uninstall left the triggers in place
+    assert_exact(conn)
+
+    # inside a caller's transaction, the caller's lock_timeout is back after it
+    with conn.transaction():
+        conn.execute("SET LOCAL lock_timeout = '7s'")
+        assert install.uninstall(conn, lock_timeout="200ms")[0].startswith("rollup src_by_g")
+        assert conn.execute("SELECT current_setting('lock_timeout')").fetchone() == ("7s",)
+    assert not support.schema_exists(conn)
+    assert "--lock-timeout" in support.run_cli("uninstall", "--help").stdout
+
+
 def test_uninstall_after_the_source_and_its_stats_went_with_a_schema(conn: psycopg.Connection[Any]) -> None:
     conn.execute("CREATE SCHEMA app")
     conn.execute("CREATE TABLE app.src (id int PRIMARY KEY, g int NOT NULL)")

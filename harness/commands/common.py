@@ -40,6 +40,16 @@ def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def add_lock_timeout(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--lock-timeout",
+        default=default,
+        help="how long to wait for a table lock before giving up with nothing changed (a value of "
+        "PostgreSQL's lock_timeout: 30s, 2min; a bare number is milliseconds; 0 waits for ever; "
+        f"default {default})",
+    )
+
+
 def open_connection(args: argparse.Namespace) -> psycopg.Connection[Any]:
     """Connect to the target the options/environment name; connection errors exit 2."""
     try:

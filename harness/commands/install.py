@@ -10,6 +10,7 @@ from harness.commands.common import (
     CommandError,
     add_dsn,
     add_json,
+    add_lock_timeout,
     console,
     open_connection,
     print_json,
@@ -21,13 +22,7 @@ HELP = "install or upgrade pgtally in a database (one transaction, advisory-lock
 def configure(parser: argparse.ArgumentParser) -> None:
     add_dsn(parser)
     add_json(parser)
-    parser.add_argument(
-        "--lock-timeout",
-        default=install.DEFAULT_LOCK_TIMEOUT,
-        help="how long to wait for a table lock before giving up with nothing changed (a value of "
-        "PostgreSQL's lock_timeout: 30s, 2min; a bare number is milliseconds; 0 waits for ever; "
-        f"default {install.DEFAULT_LOCK_TIMEOUT})",
-    )
+    add_lock_timeout(parser, install.DEFAULT_LOCK_TIMEOUT)
 
 
 def run(args: argparse.Namespace) -> int:
