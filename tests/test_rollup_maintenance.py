@@ -161,17 +161,19 @@ def test_an_update_writes_only_the_groups_whose_counts_and_sums_it_changed(
 ) -> None:
     """A rollup of counts and exact sums takes from an UPDATE only the groups whose change is
     not zero, so an UPDATE that moves rows between users leaves the global total's row alone,
-    with no comparison of old and new rows. min/max rollups keep the comparison."""
+    with no comparison of old and new rows. min/max rollups and sums of types whose zero has
+    several forms (interval) keep the comparison."""
     conn.execute(
         """
-        CREATE TABLE public.acts (id int PRIMARY KEY, user_id int NOT NULL, amount numeric(12, 2),
+        CREATE TABLE public.acts (id int PRIMARY KEY, user_id int NOT NULL, amount numeric,
                                   took interval, ok boolean NOT NULL, note text);
         INSERT INTO public.acts
         SELECT g, g % 10, CASE WHEN g % 9 = 0 THEN NULL ELSE g / 4.0 END, g * interval '1 minute', g % 4 <> 0
         FROM generate_series(1, 400) AS g;
         SELECT tally.create_rollup('acts_by_user', source => 'public.acts', group_by => ARRAY['user_id'],
-            measures => ARRAY['n = count(*)', 'total = sum(amount)', 'mean = avg(amount)', 'took = sum(took)'],
-            filter => 'ok');
+            measures => ARRAY['n = count(*)', 'total = sum(amount)', 'mean = avg(amount)'], filter => 'ok');
+        SELECT tally.create_rollup('acts_took', source => 'public.acts', group_by => ARRAY['user_id'],
+            measures => ARRAY['took = sum(took)', 'mean_took = avg(took)']);
         SELECT tally.create_rollup('acts_overall', source => 'public.acts',
             measures => ARRAY['n = count(*)', 'total = sum(amount)'], filter => 'ok');
         SELECT tally.create_rollup('acts_lowest', source => 'public.acts', group_by => ARRAY['user_id'],
@@ -180,9 +182,9 @@ def test_an_update_writes_only_the_groups_whose_counts_and_sums_it_changed(
     )
     code = conn.execute("SELECT tally.maintenance_code('acts_overall')").fetchone()
     assert code is not None
-    # one comparison decides an UPDATE that names no rollup's column; only the min rollup
-    # has one of its own
-    assert code[0].count("EXCEPT ALL") == 2
+    # one comparison decides an UPDATE that names no rollup's column; the min and the
+    # interval rollups have one of their own each
+    assert code[0].count("EXCEPT ALL") == 3
 
     def versions(table: str) -> list[tuple[Any, ...]]:
         return conn.execute(f"SELECT xmin::text, * FROM public.{table} ORDER BY 2").fetchall()
@@ -221,6 +223,52 @@ def test_an_update_writes_only_the_groups_whose_counts_and_sums_it_changed(
     conn.execute("UPDATE public.acts SET note = 'seen'")
     assert (versions("acts_overall"), versions("acts_by_user")) == (overall, by_user)
     assert_exact(conn)
+
+    # interval '1 day' equals '24 hours' but adds differently to a date: a change between
+    # them is a change (compared as text, which tells them apart)
+    conn.execute(
+        "UPDATE public.acts SET took = CASE WHEN id % 2 = 0 THEN interval '1 day' ELSE interval '1 mon' END"
+    )
+    conn.execute(
+        "UPDATE public.acts SET took = CASE WHEN id % 2 = 0 THEN interval '24 hours' ELSE interval '30 days' END"
+    )
+    assert (
+        conn.execute(
+            "SELECT user_id, took::text, mean_took::text FROM public.acts_took ORDER BY 1"
+        ).fetchall()
+        == conn.execute(
+            "SELECT user_id, sum(took)::text, avg(took)::text FROM public.acts GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    )
+    # an infinite amount moving to another user: the total stays infinite (its change,
+    # Infinity - Infinity, is NaN, and no change)
+    conn.execute("UPDATE public.acts SET amount = 'Infinity' WHERE id = 1")
+    conn.execute("UPDATE public.acts SET user_id = 7 WHERE id = 1")
+    conn.execute("UPDATE public.acts SET user_id = 8 WHERE id = 1 OR id = 2")
+    assert conn.execute("SELECT total::text FROM public.acts_overall").fetchone() == ("Infinity",)
+
+
+def test_a_count_of_a_json_column_is_maintained_through_updates(conn: psycopg.Connection[Any]) -> None:
+    """json has no equality: the comparison of old and new rows reads only whether a
+    counted argument is NULL (all that count reads), so UPDATEs do not fail."""
+    conn.execute(
+        """
+        CREATE TABLE public.docs (id int PRIMARY KEY, g int NOT NULL, doc json, v int, note text);
+        INSERT INTO public.docs VALUES (1, 1, '{"a": 1}', 5), (2, 1, NULL, 6), (3, 2, '[]', 7);
+        SELECT tally.create_rollup('docs_by_g', source => 'public.docs', group_by => ARRAY['g'],
+            measures => ARRAY['with_doc = count(doc)']);
+        SELECT tally.create_rollup('docs_lowest', source => 'public.docs', group_by => ARRAY['g'],
+            measures => ARRAY['lowest = min(v)', 'with_doc = count(doc) FILTER (WHERE v > 5)']);
+        """
+    )
+    conn.execute("UPDATE public.docs SET note = 'seen'")
+    conn.execute("UPDATE public.docs SET doc = NULL WHERE id = 1")
+    conn.execute(
+        "WITH first AS (UPDATE public.docs SET doc = '{\"b\": 2}' WHERE id = 2 RETURNING id) "
+        "UPDATE public.docs SET note = 'again' WHERE id = 3"
+    )
+    assert_exact(conn)
+    assert conn.execute("SELECT g, with_doc FROM public.docs_by_g ORDER BY g").fetchall() == [(1, 1), (2, 1)]
 
 
 def test_a_statement_changing_every_group_updates_the_stats_rows_in_place(

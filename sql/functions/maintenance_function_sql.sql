@@ -114,11 +114,17 @@ DECLARE
     v_main text;
     v_reindent boolean;  -- whether the one-row path may indent generated text (see below)
     v_inputs text;  -- the rollup's keys and expressions, as a select list over a changed row
+    -- An argument that only count() reads is compared by whether it is NULL, which is all
+    -- that count reads of it (and json, say, has no equality to compare it by).
+    v_counted_only text[];
+    v_compared_inputs text;  -- v_inputs, as the comparison of old and new rows reads them
+    v_compared_columns text[] := '{}';  -- v_inner_columns, likewise
     v_unnamed_checks text[] := '{}';  -- per rollup: does an UPDATE change what it reads after all?
-    -- An UPDATE's change to a rollup of counts and exact sums is zero in every group where
-    -- nothing it reads changed: such a rollup skips those groups, and needs neither the
-    -- UPDATE OF marks nor the comparison below (min and max are not deltas; a float sum
-    -- of the same values in another order may differ).
+    -- An UPDATE's change to a rollup of counts and sums is zero in every group where nothing
+    -- it reads changed: such a rollup skips those groups, and needs neither the UPDATE OF
+    -- marks nor the comparison below. Only for sums whose zero is one value: bigint,
+    -- numeric and money (min and max are not deltas; a float sum of the same values in
+    -- another order may differ; interval '1 mon' equals '30 days' yet adds differently).
     v_skips_unchanged_groups boolean;
     v_skipping_rollups integer := 0;  -- how many rollups of the source do
     v_delta_conditions text[];  -- per rollup: "this group's change is not zero", per column
@@ -299,6 +305,18 @@ $code$,
     FOR i IN 1 .. cardinality(v_row_expressions) LOOP
         v_inner_columns := v_inner_columns || format('(%s) AS e%s', v_row_expressions[i], i);
     END LOOP;
+    v_counted_only := ARRAY(
+        SELECT m.argument_expression FROM tally.rollup_measures AS m JOIN tally.rollups AS r USING (rollup_name)
+        WHERE r.source_table = p_source AND m.aggregate_function = 'count'
+        EXCEPT
+        SELECT x.e FROM tally.rollups AS r
+        LEFT JOIN tally.rollup_measures AS m USING (rollup_name)
+        CROSS JOIN LATERAL (VALUES (r.row_filter), (m.measure_filter),
+                                   (CASE WHEN m.aggregate_function <> 'count' THEN m.argument_expression END)) AS x(e)
+        WHERE r.source_table = p_source);
+    v_compared_columns := v_inner_columns[1:cardinality(v_key_expressions)] || ARRAY(
+        SELECT format(CASE WHEN e = ANY (v_counted_only) THEN '(%s) IS NOT NULL AS e%s' ELSE '(%s) AS e%s' END, e, o)
+        FROM unnest(v_row_expressions) WITH ORDINALITY AS u(e, o) ORDER BY o);
     -- When every rollup has a row filter, rows matching none of them change nothing: they
     -- are left out before the aggregation (NULL counts as false, as in the FILTERs).
     IF v_every_rollup_filtered THEN
@@ -359,26 +377,30 @@ $code$,
                 GROUP BY k.key_expression ORDER BY min(k.key_position))
             || format('%s AS %s_touched', tally.one_row_count_sql('insert', v_rollup_condition), v_prefix);
         -- what this rollup reads of a row: its keys and the expressions it uses
-        v_inputs := (SELECT string_agg(c, E',\n                   ' ORDER BY o)
+        SELECT string_agg(c, E',\n                   ' ORDER BY o), string_agg(compared, E',\n               ' ORDER BY o)
+        INTO v_inputs, v_compared_inputs
              FROM (SELECT format('(%s) AS k%s', k.key_expression, array_position(v_key_expressions, k.key_expression)),
+                          format('(%s) AS k%s', k.key_expression, array_position(v_key_expressions, k.key_expression)),
                           array_position(v_key_expressions, k.key_expression)
                    FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup.rollup_name
                    UNION  -- each expression once, keys first, in the order of the shared pass
                    SELECT format('(%s) AS e%s', x.e, array_position(v_row_expressions, x.e)),
+                          format(CASE WHEN x.e = ANY (v_counted_only) THEN '(%s) IS NOT NULL AS e%s' ELSE '(%s) AS e%s' END,
+                                 x.e, array_position(v_row_expressions, x.e)),
                           cardinality(v_key_expressions) + array_position(v_row_expressions, x.e)
                    FROM (SELECT v_rollup.row_filter
                          UNION ALL SELECT m.argument_expression FROM tally.rollup_measures AS m
                                    WHERE m.rollup_name = v_rollup.rollup_name
                          UNION ALL SELECT m.measure_filter FROM tally.rollup_measures AS m
                                    WHERE m.rollup_name = v_rollup.rollup_name) AS x(e)
-                   WHERE x.e IS NOT NULL) AS u(c, o));
+                   WHERE x.e IS NOT NULL) AS u(c, compared, o);
         v_skips_unchanged_groups := p_event = 'update'
             AND NOT EXISTS (SELECT FROM tally.deferred_rollups AS d WHERE d.rollup_name = v_rollup.rollup_name)
             AND NOT EXISTS (SELECT FROM tally.rollup_measures AS m
                             WHERE m.rollup_name = v_rollup.rollup_name
-                              AND (m.aggregate_function IN ('min', 'max')
-                                   OR m.result_type IN ('real', 'double precision')
-                                   OR m.state_type IN ('real', 'double precision')));
+                              AND (m.aggregate_function NOT IN ('count', 'sum', 'avg')
+                                   OR m.aggregate_function = 'sum' AND m.result_type NOT IN ('bigint', 'numeric', 'money')
+                                   OR m.state_type IS NOT NULL AND m.state_type NOT IN ('bigint', 'numeric', 'money')));
         IF v_skips_unchanged_groups THEN
             v_skipping_rollups := v_skipping_rollups + 1;
         ELSIF v_skip_check THEN
@@ -392,7 +414,7 @@ E'IF v_relevant_rollups NOT LIKE %1$L AND %2$s THEN\n'
 '        v_relevant_rollups := v_relevant_rollups || %3$L;  -- rollup %4$s\n'
 '    END IF;',
                 '%,' || v_rollup.rollup_name || ',%',
-                format(v_inputs_changed, coalesce(replace(v_inputs, E'\n                   ', E'\n               '), 'NULL')),
+                format(v_inputs_changed, coalesce(v_compared_inputs, 'NULL')),
                 v_rollup.rollup_name || ',', v_rollup.rollup_name);
         END IF;
         v_one_row_inners := v_one_row_inners || CASE WHEN v_has_one_row_path THEN format(E'SELECT %s\n            FROM %s%s',
@@ -534,9 +556,12 @@ E'upsert_%1$s AS (\n'
                         tally.one_row_sum_sql(p_event, v_argument, v_measure_condition, v_column.column_type),
                         v_change_column);
                 END IF;
-                -- a NULL change (no non-NULL value on either side) is no change; the zero of
-                -- the sum's type (numeric, bigint, interval, money) as an untyped literal
-                v_delta_conditions := v_delta_conditions || format('c.%s <> ''0''', v_change_column);
+                -- a NULL change (no non-NULL value on either side) is no change, and so is a
+                -- numeric NaN: new and old sums both infinite (Infinity - Infinity), or NaN
+                v_delta_conditions := v_delta_conditions || format(
+                    CASE v_column.column_type WHEN 'numeric' THEN '(c.%1$s <> 0 AND c.%1$s <> ''NaN'')'
+                                              ELSE 'c.%1$s <> ''0''' END,
+                    v_change_column);
                 v_insert_columns := v_insert_columns || quote_ident(v_column.column_name);
                 v_select_columns := v_select_columns || ('c.' || v_change_column);
                 v_set_clauses := v_set_clauses || CASE
@@ -868,7 +893,7 @@ E'-- UPDATE OF triggers named the rollups whose columns this statement set\n'
 E'IF v_relevant_rollups = '','' AND NOT %s THEN\n'
 '        RETURN NULL;  -- nothing any rollup reads changed\n'
 '    END IF;',
-                    format(v_inputs_changed, array_to_string(v_inner_columns, E',\n               ')))]
+                    format(v_inputs_changed, array_to_string(v_compared_columns, E',\n               ')))]
                 ELSE '{}'::text[] END
                 || v_unnamed_checks
                 -- (a rollup that skips unchanged groups reads no marks: past the comparison
