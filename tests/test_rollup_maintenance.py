@@ -246,6 +246,27 @@ def test_an_update_writes_only_the_groups_whose_counts_and_sums_it_changed(
     conn.execute("UPDATE public.acts SET user_id = 7 WHERE id = 1")
     conn.execute("UPDATE public.acts SET user_id = 8 WHERE id = 1 OR id = 2")
     assert conn.execute("SELECT total::text FROM public.acts_overall").fetchone() == ("Infinity",)
+    # but a change to NaN, or an infinity that meets its opposite, is a change
+    conn.execute(
+        """
+        CREATE TABLE public.pays (id int PRIMARY KEY, user_id int NOT NULL, amount numeric);
+        INSERT INTO public.pays VALUES (1, 1, 5), (2, 1, 7), (3, 2, 1), (4, 3, 'Infinity'), (5, 3, 0);
+        SELECT tally.create_rollup('pays_by_user', source => 'public.pays', group_by => ARRAY['user_id'],
+            measures => ARRAY['total = sum(amount)', 'mean = avg(amount)']);
+        SELECT tally.create_rollup('pays_overall', source => 'public.pays', measures => ARRAY['total = sum(amount)']);
+        """
+    )
+    conn.execute("UPDATE public.pays SET amount = 'NaN' WHERE id = 1")
+    conn.execute("UPDATE public.pays SET amount = '-Infinity' WHERE id = 5")
+    assert conn.execute(
+        "SELECT user_id, total::text, mean::text FROM public.pays_by_user "
+        "UNION ALL SELECT NULL, total::text, NULL FROM public.pays_overall ORDER BY 1"
+    ).fetchall() == [
+        (1, "NaN", "NaN"),
+        (2, "1", "1.00000000000000000000"),
+        (3, "NaN", "NaN"),
+        (None, "NaN", None),
+    ]
 
 
 def test_a_count_of_a_json_column_is_maintained_through_updates(conn: psycopg.Connection[Any]) -> None:

@@ -121,10 +121,11 @@ DECLARE
     v_compared_columns text[] := '{}';  -- v_inner_columns, likewise
     v_unnamed_checks text[] := '{}';  -- per rollup: does an UPDATE change what it reads after all?
     -- An UPDATE's change to a rollup of counts and sums is zero in every group where nothing
-    -- it reads changed: such a rollup skips those groups, and needs neither the UPDATE OF
-    -- marks nor the comparison below. Only for sums whose zero is one value: bigint,
-    -- numeric and money (min and max are not deltas; a float sum of the same values in
-    -- another order may differ; interval '1 mon' equals '30 days' yet adds differently).
+    -- it reads changed: such a rollup skips those groups, and needs no comparison of its
+    -- own below (its UPDATE OF marks still tell the comparison for all rollups that an
+    -- UPDATE named its columns). Only for sums whose zero is one value: bigint, numeric
+    -- and money (min and max are not deltas; a float sum of the same values in another
+    -- order may differ; interval '1 mon' equals '30 days' yet adds differently).
     v_skips_unchanged_groups boolean;
     v_skipping_rollups integer := 0;  -- how many rollups of the source do
     v_delta_conditions text[];  -- per rollup: "this group's change is not zero", per column
@@ -550,18 +551,21 @@ E'upsert_%1$s AS (\n'
             ELSIF (v_column.column_role = 'value' AND v_column.aggregate_function = 'sum')
                OR v_column.column_role = 'sum_state' THEN
                 v_changes := v_changes || format('%s AS %s',
-                    tally.signed_sum_sql(p_event, v_argument, v_measure_condition), v_change_column);
+                    CASE WHEN p_event = 'update' AND v_column.column_type = 'numeric' THEN format(
+                        -- equal sums on both sides change nothing, infinite or NaN ones too
+                        -- (where new - old would be NaN)
+                        'CASE WHEN sum(%1$s) FILTER (WHERE change_sign > 0 AND %2$s) = '
+                        'sum(%1$s) FILTER (WHERE change_sign < 0 AND %2$s) THEN 0 ELSE %3$s END',
+                        v_argument, v_measure_condition, tally.signed_sum_sql(p_event, v_argument, v_measure_condition))
+                    ELSE tally.signed_sum_sql(p_event, v_argument, v_measure_condition) END,
+                    v_change_column);
                 IF v_has_one_row_path THEN
                     v_one_row_changes := v_one_row_changes || format('%s AS %s',
                         tally.one_row_sum_sql(p_event, v_argument, v_measure_condition, v_column.column_type),
                         v_change_column);
                 END IF;
-                -- a NULL change (no non-NULL value on either side) is no change, and so is a
-                -- numeric NaN: new and old sums both infinite (Infinity - Infinity), or NaN
-                v_delta_conditions := v_delta_conditions || format(
-                    CASE v_column.column_type WHEN 'numeric' THEN '(c.%1$s <> 0 AND c.%1$s <> ''NaN'')'
-                                              ELSE 'c.%1$s <> ''0''' END,
-                    v_change_column);
+                -- a NULL change (no non-NULL value on either side) is no change
+                v_delta_conditions := v_delta_conditions || format('c.%s <> ''0''', v_change_column);
                 v_insert_columns := v_insert_columns || quote_ident(v_column.column_name);
                 v_select_columns := v_select_columns || ('c.' || v_change_column);
                 v_set_clauses := v_set_clauses || CASE
