@@ -292,6 +292,37 @@ def test_a_count_of_a_json_column_is_maintained_through_updates(conn: psycopg.Co
     assert conn.execute("SELECT g, with_doc FROM public.docs_by_g ORDER BY g").fetchall() == [(1, 1), (2, 1)]
 
 
+def test_a_count_of_a_composite_column_counts_values_with_null_fields(conn: psycopg.Connection[Any]) -> None:
+    """count(p) counts every non-NULL p, ROW(NULL, NULL) too, where p IS NOT NULL would ask
+    that of each field: every path (one row, many rows, UPDATE) counts as count() does."""
+    conn.execute(
+        """
+        CREATE TYPE public.pair AS (a int, b int);
+        CREATE TABLE public.pairs (id int PRIMARY KEY, g int NOT NULL, p public.pair, amount bigint);
+        SELECT tally.create_rollup('pairs_by_g', source => 'public.pairs', group_by => ARRAY['g'],
+            measures => ARRAY['with_p = count(p)', 'total = sum(amount)']);
+        SELECT tally.create_rollup('pairs_counted', source => 'public.pairs', measures => ARRAY['with_p = count(p)']);
+        """
+    )
+    conn.execute("INSERT INTO public.pairs VALUES (1, 1, NULL, 5)")
+    conn.execute("INSERT INTO public.pairs VALUES (2, 1, ROW(1, NULL), 7)")
+    conn.execute(
+        "INSERT INTO public.pairs VALUES (3, 2, ROW(NULL, NULL), 1), (4, 2, ROW(1, 2), 1), (5, 2, NULL, 1)"
+    )
+    assert_exact(conn)
+    conn.execute("UPDATE public.pairs SET p = ROW(NULL, 3) WHERE id IN (1, 4)")
+    conn.execute("UPDATE public.pairs SET p = NULL WHERE id = 3")
+    conn.execute(
+        "WITH first AS (UPDATE public.pairs SET p = ROW(NULL, NULL) WHERE id = 5 RETURNING id) "
+        "UPDATE public.pairs SET amount = amount + 1 WHERE id = 2"
+    )
+    assert_exact(conn)
+    conn.execute("DELETE FROM public.pairs WHERE id = 2")
+    conn.execute("DELETE FROM public.pairs WHERE id IN (3, 5)")
+    assert_exact(conn)
+    assert conn.execute("SELECT g, with_p FROM public.pairs_by_g ORDER BY g").fetchall() == [(1, 1), (2, 1)]
+
+
 def test_a_statement_changing_every_group_updates_the_stats_rows_in_place(
     conn: psycopg.Connection[Any],
 ) -> None:

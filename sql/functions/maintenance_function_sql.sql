@@ -114,8 +114,9 @@ DECLARE
     v_main text;
     v_reindent boolean;  -- whether the one-row path may indent generated text (see below)
     v_inputs text;  -- the rollup's keys and expressions, as a select list over a changed row
-    -- An argument that only count() reads is compared by whether it is NULL, which is all
-    -- that count reads of it (and json, say, has no equality to compare it by).
+    -- An argument that only count() reads is compared by whether it is NULL (as count
+    -- sees it: IS DISTINCT FROM NULL), which is all that count reads of it (and json,
+    -- say, has no equality to compare it by).
     v_counted_only text[];
     v_compared_inputs text;  -- v_inputs, as the comparison of old and new rows reads them
     v_compared_columns text[] := '{}';  -- v_inner_columns, likewise
@@ -316,7 +317,7 @@ $code$,
                                    (CASE WHEN m.aggregate_function <> 'count' THEN m.argument_expression END)) AS x(e)
         WHERE r.source_table = p_source);
     v_compared_columns := v_inner_columns[1:cardinality(v_key_expressions)] || ARRAY(
-        SELECT format(CASE WHEN e = ANY (v_counted_only) THEN '(%s) IS NOT NULL AS e%s' ELSE '(%s) AS e%s' END, e, o)
+        SELECT format(CASE WHEN e = ANY (v_counted_only) THEN '(%s) IS DISTINCT FROM NULL AS e%s' ELSE '(%s) AS e%s' END, e, o)
         FROM unnest(v_row_expressions) WITH ORDINALITY AS u(e, o) ORDER BY o);
     -- When every rollup has a row filter, rows matching none of them change nothing: they
     -- are left out before the aggregation (NULL counts as false, as in the FILTERs).
@@ -386,7 +387,7 @@ $code$,
                    FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup.rollup_name
                    UNION  -- each expression once, keys first, in the order of the shared pass
                    SELECT format('(%s) AS e%s', x.e, array_position(v_row_expressions, x.e)),
-                          format(CASE WHEN x.e = ANY (v_counted_only) THEN '(%s) IS NOT NULL AS e%s' ELSE '(%s) AS e%s' END,
+                          format(CASE WHEN x.e = ANY (v_counted_only) THEN '(%s) IS DISTINCT FROM NULL AS e%s' ELSE '(%s) AS e%s' END,
                                  x.e, array_position(v_row_expressions, x.e)),
                           cardinality(v_key_expressions) + array_position(v_row_expressions, x.e)
                    FROM (SELECT v_rollup.row_filter
@@ -496,7 +497,9 @@ E'upsert_%1$s AS (\n'
             v_argument := 'e' || array_position(v_row_expressions, v_column.argument_expression);
             v_measure_condition := concat_ws(' AND ', v_rollup_condition,
                 'e' || array_position(v_row_expressions, v_column.measure_filter),
-                v_argument || ' IS NOT NULL');
+                -- what count(x) counts, sum(x) adds up: x itself not NULL (IS NOT NULL of a
+                -- composite value would ask that of every field; this form does not)
+                v_argument || ' IS DISTINCT FROM NULL');
             v_change_column := format('%s_m%s', v_prefix, v_column.measure_position);
 
             IF v_column.column_role = 'key' THEN
