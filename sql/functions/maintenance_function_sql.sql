@@ -378,24 +378,21 @@ $code$,
                 FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup.rollup_name
                 GROUP BY k.key_expression ORDER BY min(k.key_position))
             || format('%s AS %s_touched', tally.one_row_count_sql('insert', v_rollup_condition), v_prefix);
-        -- what this rollup reads of a row: its keys and the expressions it uses
-        SELECT string_agg(c, E',\n                   ' ORDER BY o), string_agg(compared, E',\n               ' ORDER BY o)
+        -- what this rollup reads of a row: its keys and the expressions it uses, picked
+        -- from the shared pass's columns (each once, keys first, in that pass's order)
+        SELECT string_agg(v_inner_columns[o], E',\n                   ' ORDER BY o),
+               string_agg(v_compared_columns[o], E',\n               ' ORDER BY o)
         INTO v_inputs, v_compared_inputs
-             FROM (SELECT format('(%s) AS k%s', k.key_expression, array_position(v_key_expressions, k.key_expression)),
-                          format('(%s) AS k%s', k.key_expression, array_position(v_key_expressions, k.key_expression)),
-                          array_position(v_key_expressions, k.key_expression)
-                   FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup.rollup_name
-                   UNION  -- each expression once, keys first, in the order of the shared pass
-                   SELECT format('(%s) AS e%s', x.e, array_position(v_row_expressions, x.e)),
-                          format(CASE WHEN x.e = ANY (v_counted_only) THEN '(%s) IS DISTINCT FROM NULL AS e%s' ELSE '(%s) AS e%s' END,
-                                 x.e, array_position(v_row_expressions, x.e)),
-                          cardinality(v_key_expressions) + array_position(v_row_expressions, x.e)
-                   FROM (SELECT v_rollup.row_filter
-                         UNION ALL SELECT m.argument_expression FROM tally.rollup_measures AS m
-                                   WHERE m.rollup_name = v_rollup.rollup_name
-                         UNION ALL SELECT m.measure_filter FROM tally.rollup_measures AS m
-                                   WHERE m.rollup_name = v_rollup.rollup_name) AS x(e)
-                   WHERE x.e IS NOT NULL) AS u(c, compared, o);
+        FROM (SELECT array_position(v_key_expressions, k.key_expression)
+              FROM tally.rollup_keys AS k WHERE k.rollup_name = v_rollup.rollup_name
+              UNION
+              SELECT cardinality(v_key_expressions) + array_position(v_row_expressions, x.e)
+              FROM (SELECT v_rollup.row_filter
+                    UNION ALL SELECT m.argument_expression FROM tally.rollup_measures AS m
+                              WHERE m.rollup_name = v_rollup.rollup_name
+                    UNION ALL SELECT m.measure_filter FROM tally.rollup_measures AS m
+                              WHERE m.rollup_name = v_rollup.rollup_name) AS x(e)
+              WHERE x.e IS NOT NULL) AS u(o);
         v_skips_unchanged_groups := p_event = 'update'
             AND NOT EXISTS (SELECT FROM tally.deferred_rollups AS d WHERE d.rollup_name = v_rollup.rollup_name)
             AND NOT EXISTS (SELECT FROM tally.rollup_measures AS m
@@ -424,6 +421,10 @@ E'IF v_relevant_rollups NOT LIKE %1$L AND %2$s THEN\n'
             CASE p_event WHEN 'insert' THEN 'tally_new_rows' ELSE 'tally_old_rows' END,
             CASE WHEN v_rollup.row_filter IS NOT NULL
                  THEN format(E'\n            WHERE (%s)', v_rollup.row_filter) ELSE '' END) END;
+        -- which of its groups an UPDATE writes: all, once marked (v_skip_check); a rollup
+        -- that skips unchanged groups gets its own condition below
+        v_update_condition := CASE WHEN v_skip_check
+            THEN format(' AND v_relevant_rollups LIKE %L', '%,' || v_rollup.rollup_name || ',%') ELSE '' END;
         v_set_condition := CASE WHEN cardinality(v_sets) > 1
             THEN format('c.grouping_set = %s AND ', tally.grouping_value(
                      string_to_array(nullif(v_sets[v_rollup_sets[v_rollup_index]], ''), ',')::integer[],
@@ -449,8 +450,7 @@ E'upsert_%1$s AS (\n'
                          '''{}''::jsonb'),
                 v_set_condition,
                 v_prefix,
-                CASE WHEN v_skip_check THEN format(' AND v_relevant_rollups LIKE %L', '%,' || v_rollup.rollup_name || ',%')
-                     ELSE '' END,
+                v_update_condition,
                 E'\n        RETURNING 1');
             v_upserts := v_upserts || v_upsert;
             v_one_row_upserts := v_one_row_upserts || replace(replace(v_upsert,
@@ -617,11 +617,9 @@ E'upsert_%1$s AS (\n'
             END IF;
         END LOOP;
 
-        v_update_condition := CASE
-            WHEN v_skips_unchanged_groups
-                THEN format(' AND (%s)', array_to_string(v_delta_conditions, ' OR '))
-            WHEN v_skip_check THEN format(' AND v_relevant_rollups LIKE %L', '%,' || v_rollup.rollup_name || ',%')
-            ELSE '' END;
+        IF v_skips_unchanged_groups THEN
+            v_update_condition := format(' AND (%s)', array_to_string(v_delta_conditions, ' OR '));
+        END IF;
 
         IF v_rollup.pending_table IS NOT NULL THEN
             NULL;  -- append mode: each statement's changes are rows of their own, in no slot
