@@ -88,7 +88,7 @@ class Config:
     def make(cls, quick: bool, reps: int | None) -> Config:
         if quick:
             return cls(True, reps or 1, 50_000, 3, 100, 3, 1, 50_000)
-        return cls(False, reps or 3, 1_000_000, 20, 500, 5, 3, 1_000_000)
+        return cls(False, reps or 3, 1_000_000, 15, 500, 5, 3, 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -650,24 +650,30 @@ def run_w2_hot_groups(
     """W2's inserts with both rollups in a hot-group layout (`enter`, given the rollup names;
     rows w2_c1_<layout> and w2_c16_<layout>), a compaction every `compact_every` seconds
     meanwhile if given; then the reads through the view after a compaction, and back with
-    `leave` (which folds the rest); every variant is checked exact."""
+    `leave` (which folds the rest); every variant is checked exact.
+
+    Each pgtally run is paired with a baseline run of the same length right next to it (in
+    this rep's `order`), and its ratio is to that one: the pair sees the same state of the
+    machine, and both sources grow by one run each, so neither inserts into a bigger table
+    than the other because of the layouts measured before it."""
     rollups = (list(S1_ROLLUPS),)
     conn.execute(enter, rollups)
     vacuum(conn)
-    script = workdir / f"insert_pgtally_{layout}.sql"
-    script.write_text(PGBENCH_SCRIPT.format(last_user=USERS - 1, schema=TALLY))
+    scripts = {variant: workdir / f"insert_{variant}_{layout}.sql" for variant in VARIANTS}
+    for variant, script in scripts.items():
+        script.write_text(PGBENCH_SCRIPT.format(last_user=USERS - 1, schema=SCHEMA_OF[variant]))
     for clients, key in ((1, "w2_c1"), (16, "w2_c16")):
-        conn.execute("CHECKPOINT")
-        with (
-            compacting(conn.info.dsn, S1_ROLLUPS, compact_every)
-            if compact_every
-            else nullcontext([]) as folded
-        ):
-            tps, _ = pgbench(dsn_params, script, clients, cfg.pgbench_seconds)
-        results.add(f"{key}_{layout}", "baseline", results.values[key]["baseline"][-1])
-        results.add(f"{key}_{layout}", "pgtally", tps)
-        compactions = f" ({len(folded)} compactions, {sum(folded):,} rows folded)" if compact_every else ""
-        log(f"  {key + '_' + layout:<12} {'pgtally':<8} {tps:8.1f} tps{compactions}")
+        for variant in order:
+            conn.execute("CHECKPOINT")
+            with (
+                compacting(conn.info.dsn, S1_ROLLUPS, compact_every)
+                if compact_every and variant == "pgtally"
+                else nullcontext([]) as folded
+            ):
+                tps, _ = pgbench(dsn_params, scripts[variant], clients, cfg.pgbench_seconds)
+            results.add(f"{key}_{layout}", variant, tps)
+            compactions = f" ({len(folded)} compactions, {sum(folded):,} rows folded)" if folded else ""
+            log(f"  {key + '_' + layout:<12} {variant:<8} {tps:8.1f} tps{compactions}")
         check_exact(conn, S1_ROLLUPS, f"{key}_{layout}")
     conn.execute("SELECT tally.compact(r) FROM unnest(%s::text[]) AS r", rollups)
     vacuum(conn)
@@ -732,28 +738,37 @@ END $$;
 def run_w2_references(
     conn: psycopg.Connection[Any], cfg: Config, results: Results, workdir: Path, dsn_params: dict[str, str]
 ) -> None:
-    """W2's one-row inserts against the two reference triggers, ratios to this rep's baseline."""
+    """W2's one-row inserts against the reference triggers, each on a copy of the baseline
+    table (so it inserts into a table as big as the measured ones, not an empty one), ratios
+    to the last baseline run of this rep with the same number of clients."""
     seconds = max(cfg.pgbench_seconds // 2, 1)
+    source = "bench_w2_ref"
+    s1_schema(conn, source)
+    conn.execute(
+        sql.SQL("INSERT INTO {}.user_actions SELECT * FROM {}.user_actions").format(q(source), q(BASE))
+    )
+    script = workdir / "insert_reference.sql"
+    script.write_text(PGBENCH_SCRIPT.format(last_user=USERS - 1, schema=source))
     for name, ddl in W2_REFERENCES.items():
-        schema = f"bench_{name}_floor"
-        s1_schema(conn, schema)
+        schema = f"bench_{name}_floor"  # the reference's own tables and trigger function
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(q(schema)))
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(q(schema)))
         conn.execute(ddl.format(schema=schema))  # type: ignore[arg-type]
         conn.execute(
             sql.SQL(
                 "CREATE TRIGGER maintain AFTER INSERT ON {}.user_actions REFERENCING NEW TABLE AS new_rows "
                 "FOR EACH STATEMENT EXECUTE FUNCTION {}.maintain()"
-            ).format(q(schema), q(schema))
+            ).format(q(source), q(schema))
         )
         vacuum(conn)
-        script = workdir / f"insert_{name}_floor.sql"
-        script.write_text(PGBENCH_SCRIPT.format(last_user=USERS - 1, schema=schema))
         for clients, key in ((1, "w2_c1"), (16, "w2_c16")):
             conn.execute("CHECKPOINT")
             tps, _ = pgbench(dsn_params, script, clients, seconds)
-            results.add(f"{key}_{name}_floor", "baseline", results.values[key]["baseline"][-1])
+            results.add(f"{key}_{name}_floor", "baseline", results.values[f"{key}_append"]["baseline"][-1])
             results.add(f"{key}_{name}_floor", "pgtally", tps)
             log(f"  {key + '_' + name:<12} {'ref':<8} {tps:8.1f} tps")
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(q(schema)))
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(q(schema)))  # with the trigger
+    conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(q(source)))
 
 
 READS = {
@@ -943,17 +958,19 @@ is the insert alone); its floor row inserts the same rows into an empty copy und
 trigger that does nothing. W3 picks its 10% by a `logged_at` range (one sequential scan); the
 user move maps each user to the next one. W2 inserts one row per transaction through
 `pgbench -M prepared`, `-j` 1 or 2, into the table left by W3; its slots rows run the
-same script after `tally.set_slots(rollup, 16)` on both rollups, against the baseline TPS of
-the same repetition, and the slot reads follow a `tally.compact` (the rollups then go back
-to one row per group). Its append rows run it after `tally.set_mode(rollup, 'append')` on
-both rollups while a second connection runs `tally.compact` on them every second (as a
-scheduled compact job would; its CPU counts against the writers'), and are checked exact
-with whatever is still pending; their reads follow a last compaction, and the rollups then
-go back to immediate mode. The W2 reference and floor rows run the same script, for half
-as long, against three hand-written triggers in schemas of their own (`W2_REFERENCES` in
-bench/run.py): not pgtally, and nothing readable by itself in the append one; they show
-what the least work a trigger can do costs on this machine, down to a trigger that does
-nothing. The W3 DELETE reference runs the same DELETE on a copy of the baseline table
+same script after `tally.set_slots(rollup, 16)` on both rollups, and the slot reads follow
+a `tally.compact` (the rollups then go back to one row per group). Its append rows run it
+after `tally.set_mode(rollup, 'append')` on both rollups while a second connection runs
+`tally.compact` on them every second (as a scheduled compact job would; its CPU counts
+against the writers'), and are checked exact with whatever is still pending; their reads
+follow a last compaction, and the rollups then go back to immediate mode. Every pgtally
+W2 run (one row per group, slots, append) is paired with a baseline run of the same
+length next to it, and its ratio is to that run, so both sources grow alike. The W2
+reference and floor rows run the same script, for half as long, on a copy of the
+baseline table under three hand-written triggers (`W2_REFERENCES` in bench/run.py), against
+the append rows' baseline: not pgtally, and nothing readable by itself in the append one;
+they show what the least work a trigger can do costs on this machine, down to a trigger
+that does nothing. The W3 DELETE reference runs the same DELETE on a copy of the baseline table
 (taken just before it) under a hand-written trigger (`DELETE_REFERENCE`), against the
 baseline time; before it, the two floor rows run that DELETE on the copy, rolled back,
 under a trigger that does nothing and under one that only reads and aggregates the old
