@@ -9,7 +9,8 @@ was applied and tally.regenerate_all_rollups() exists, call it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, LiteralString, cast
 
@@ -187,8 +188,7 @@ def install(
     regenerated = False
     applying = "the rollups' triggers"  # what the install is at, for a lock timeout's message
     try:
-        with conn.transaction():
-            before = _lock_out_other_installers(conn, lock_timeout)
+        with _installer_transaction(conn, lock_timeout):
             conn.execute("SET LOCAL check_function_bodies = off")
             todo = plan(conn, sources)  # after the lock: sees what a racing installer did
             _refuse(todo)
@@ -203,33 +203,33 @@ def install(
                 regenerated = True
             if applied and _function_exists(conn, "tally", "record_function_fingerprints"):
                 conn.execute("SELECT tally.record_function_fingerprints()")  # for schema drift checks
-            _put_settings_back(conn, before)
     except psycopg.errors.LockNotAvailable as exc:
         raise _lock_timeout_error(exc, lock_timeout, f"applying {applying}", "install") from exc
     return InstallResult(version, applied, regenerated)
 
 
-def _lock_out_other_installers(conn: psycopg.Connection[Any], lock_timeout: str) -> tuple[str, str]:
-    """Wait for any other installer or uninstaller, however long, then bound every table
-    lock wait by lock_timeout. Returns the settings that _put_settings_back restores: in a
-    caller's open transaction, a SET LOCAL would outlast the install's savepoint."""
-    before = conn.execute(
-        "SELECT pg_catalog.current_setting('check_function_bodies'), "
-        "pg_catalog.current_setting('lock_timeout')"
-    ).fetchone()
-    assert before is not None
-    conn.execute("SET LOCAL lock_timeout = 0")
-    conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
-    conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,))
-    return (str(before[0]), str(before[1]))
-
-
-def _put_settings_back(conn: psycopg.Connection[Any], before: tuple[str, str]) -> None:
-    conn.execute(
-        "SELECT pg_catalog.set_config('check_function_bodies', %s, true), "
-        "pg_catalog.set_config('lock_timeout', %s, true)",
-        before,
-    )
+@contextmanager
+def _installer_transaction(conn: psycopg.Connection[Any], lock_timeout: str) -> Iterator[None]:
+    """One transaction (a savepoint in a caller's) that first waits for any other installer
+    or uninstaller, however long, then bounds every table lock wait by lock_timeout. At its
+    end it puts lock_timeout and check_function_bodies (which install turns off) back as
+    they were: in a caller's open transaction, a SET LOCAL would outlast the savepoint. (On
+    an error the savepoint's rollback puts them back.)"""
+    with conn.transaction():
+        before = conn.execute(
+            "SELECT pg_catalog.current_setting('check_function_bodies'), "
+            "pg_catalog.current_setting('lock_timeout')"
+        ).fetchone()
+        assert before is not None
+        conn.execute("SET LOCAL lock_timeout = 0")
+        conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+        conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (lock_timeout,))
+        yield
+        conn.execute(
+            "SELECT pg_catalog.set_config('check_function_bodies', %s, true), "
+            "pg_catalog.set_config('lock_timeout', %s, true)",
+            before,
+        )
 
 
 def _lock_timeout_error(
@@ -287,11 +287,9 @@ def uninstall(conn: psycopg.Connection[Any], *, lock_timeout: str = DEFAULT_LOCK
     removed: list[str] = []
     removing = "pgtally"  # what the uninstall is at, for a lock timeout's message
     try:
-        with conn.transaction():
-            before = _lock_out_other_installers(conn, lock_timeout)
+        with _installer_transaction(conn, lock_timeout):
             is_extension = extension_version(conn) is not None
             if not is_extension and not _schema_exists(conn):
-                _put_settings_back(conn, before)
                 return removed
             if _relation_exists(conn, "tally.rollups"):
                 triggers = _tally_triggers(conn)
@@ -325,7 +323,6 @@ def uninstall(conn: psycopg.Connection[Any], *, lock_timeout: str = DEFAULT_LOCK
                 removed.append("schema tally")
             elif is_extension:
                 removed.append("schema tally")
-            _put_settings_back(conn, before)
     except psycopg.errors.LockNotAvailable as exc:
         raise _lock_timeout_error(exc, lock_timeout, f"removing {removing}", "uninstall") from exc
     return removed
